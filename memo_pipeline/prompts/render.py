@@ -80,7 +80,10 @@ def render_static_prefix(org: OrgSpec, collection_name: str) -> str:
         *_property_lines(collection),
         "",
         "Edge predicates:",
-        *[f"  - {name}: {collection.predicates[name].strip()}" for name in sorted(collection.predicates)],
+        *[
+            f"  - {name}: {collection.predicates[name].strip()}"
+            for name in sorted(collection.predicates)
+        ],
         "",
         OUTPUT_RULES,
         "",

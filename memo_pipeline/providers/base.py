@@ -57,7 +57,9 @@ class ProviderRequest:
 
     def __post_init__(self) -> None:
         if not REQUEST_ID_PATTERN.match(self.request_id):
-            raise ValueError(f"request id {self.request_id!r} does not match {REQUEST_ID_PATTERN.pattern}")
+            raise ValueError(
+                f"request id {self.request_id!r} does not match {REQUEST_ID_PATTERN.pattern}"
+            )
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,9 @@ NAMED_ADDRESS_RE = re.compile(
     r"\"?([A-Z][A-Za-z'.-]+(?: [A-Z][A-Za-z'.-]+){1,2})\"?\s*<\s*([^<>\s]+@[^<>\s]+)\s*>"
 )
 SPEAKER_RE = re.compile(r"^\s*([A-Z][A-Za-z.'-]+(?: [A-Z][A-Za-z.'-]+){0,2}):\s+(\S.*)$", re.M)
-PERSON_RE = re.compile(r"\b([A-Z][a-z]{1,15}(?:-[A-Z][a-z]+)?) ([A-Z][a-z]{1,20}(?:-[A-Z][a-z]+)?)\b")
+PERSON_RE = re.compile(
+    r"\b([A-Z][a-z]{1,15}(?:-[A-Z][a-z]+)?) ([A-Z][a-z]{1,20}(?:-[A-Z][a-z]+)?)\b"
+)
 COMPANY_RE = re.compile(
     r"\b((?:[A-Z][A-Za-z0-9&'-]+ ){0,3}[A-Z][A-Za-z0-9&'-]+),? "
     r"(Inc|Ltd|LLC|Corp|Corporation|GmbH|Limited|plc|Technologies|Systems|Labs|Group)\b\.?"
@@ -79,7 +81,9 @@ class _Answer:
         key = " ".join(name.lower().split())
         for existing in self.entities.values():
             same_id = identifier and identifier in existing.identifiers
-            if existing.type == type_ and (same_id or " ".join(existing.name.lower().split()) == key):
+            if existing.type == type_ and (
+                same_id or " ".join(existing.name.lower().split()) == key
+            ):
                 if identifier and identifier not in existing.identifiers:
                     existing.identifiers.append(identifier)
                 return existing
@@ -125,7 +129,9 @@ def _name_from_address(address: str) -> str:
 
 def _company_from_domain(domain: str) -> str:
     labels = domain.lower().split(".")
-    core = labels[-3] if len(labels) >= 3 and labels[-2] in {"co", "com", "org", "ac"} else labels[-2]
+    core = (
+        labels[-3] if len(labels) >= 3 and labels[-2] in {"co", "com", "org", "ac"} else labels[-2]
+    )
     return core.replace("-", " ").title()
 
 
@@ -155,7 +161,9 @@ def _sentences(content: str) -> Iterable[str]:
         yield from SENTENCE_RE.split(text)
 
 
-def extract(content: str, identifier: str = "", prefix: str = "") -> dict[str, list[dict[str, object]]]:
+def extract(
+    content: str, identifier: str = "", prefix: str = ""
+) -> dict[str, list[dict[str, object]]]:
     """Heuristic extraction of one record's content; deterministic for the same input."""
     props, predicates = _schema_names(prefix)
     if not prefix:
@@ -166,7 +174,11 @@ def extract(content: str, identifier: str = "", prefix: str = "") -> dict[str, l
 
     if identifier and "@" in identifier:
         named = {addr.lower(): name for name, addr in NAMED_ADDRESS_RE.findall(content)}
-        subject = answer.entity("person", named.get(identifier.lower()) or _name_from_address(identifier), identifier.lower())
+        subject = answer.entity(
+            "person",
+            named.get(identifier.lower()) or _name_from_address(identifier),
+            identifier.lower(),
+        )
     elif identifier:
         subject = answer.entity("person", identifier)
 
@@ -176,7 +188,13 @@ def extract(content: str, identifier: str = "", prefix: str = "") -> dict[str, l
         if not any(address in e.identifiers for e in answer.entities.values()):
             answer.entity("person", _name_from_address(address), address)
     for speaker, _ in SPEAKER_RE.findall(content):
-        if speaker.split()[0] not in NOT_NAMES and speaker not in {"Subject", "From", "To", "Date", "Cc"}:
+        if speaker.split()[0] not in NOT_NAMES and speaker not in {
+            "Subject",
+            "From",
+            "To",
+            "Date",
+            "Cc",
+        }:
             answer.entity("person", speaker)
     for first, last in PERSON_RE.findall(content):
         if first not in NOT_NAMES and last not in NOT_NAMES:
@@ -200,16 +218,22 @@ def extract(content: str, identifier: str = "", prefix: str = "") -> dict[str, l
     phone_owner = subject or next(iter(answer.entities.values()), None)
     if phone_owner:
         for match in phonenumbers.PhoneNumberMatcher(content, "US"):
-            formatted = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+            formatted = phonenumbers.format_number(
+                match.number, phonenumbers.PhoneNumberFormat.E164
+            )
             answer.add_property(phone_owner, "phone", formatted, props)
         title = TITLE_RE.search(content)
         if title:
-            answer.add_property(phone_owner, "job_title", " ".join(title.group(1).lower().split()), props)
+            answer.add_property(
+                phone_owner, "job_title", " ".join(title.group(1).lower().split()), props
+            )
 
     if subject:
         for ent in answer.entities.values():
             if ent.type == "person" and ent is not subject:
-                answer.add_edge(subject, "knows" if "knows" in predicates else "mentions", ent, predicates)
+                answer.add_edge(
+                    subject, "knows" if "knows" in predicates else "mentions", ent, predicates
+                )
 
     by_name = sorted(answer.entities.values(), key=lambda e: -len(e.name))
     seen: set[str] = set()

@@ -13,7 +13,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-PropertyType = Literal["string", "email", "phone", "url", "date", "integer", "number", "boolean", "enum"]
+PropertyType = Literal[
+    "string", "email", "phone", "url", "date", "integer", "number", "boolean", "enum"
+]
 
 
 class ConfigError(ValueError):

