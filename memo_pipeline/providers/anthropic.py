@@ -1,0 +1,427 @@
+"""Anthropic adapter: Message Batches for bulk, the Messages API for sync, on the real SDK.
+
+Each request sends the collection's static prefix as one system text block whose
+``cache_control`` marks the end of the prefix (the only breakpoint), the record as the user turn,
+and the answer schema through ``output_config.format`` (grammar-constrained JSON). Batches use a
+1-hour TTL by default: the batch cache starts cold and batches can outlive a 5-minute entry.
+
+Results are read through the SDK's JSONL decoder. That decoder breaks when a ``\\r\\n`` falls
+across two of its 64-byte reads (gotcha G3); when it raises, the adapter downloads the results
+again and splits lines on ``\\n`` only, skipping ids already yielded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anthropic
+import orjson
+from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
+
+from memo_pipeline.providers.base import (
+    JobHandle,
+    JobState,
+    JobStatus,
+    Provider,
+    ProviderLimits,
+    ProviderRequest,
+    RequestOutcome,
+    Usage,
+)
+from memo_pipeline.providers.classify import (
+    ProviderCallError,
+    answer_outcome,
+    answer_schema,
+    check_batch,
+    console_url,
+    conversation,
+    failed_outcome,
+    packaged_provider_settings,
+    retryable_error,
+    warn_if_uncacheable,
+)
+
+log = logging.getLogger(__name__)
+
+CACHE_TTLS = ("5m", "1h")
+# How far back find_job looks: results stay downloadable for 29 days after creation.
+FIND_LOOKBACK = timedelta(days=29)
+FIND_MAX_BATCHES = 500
+FALLBACK_ATTEMPTS = 3
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    # A results stream that breaks mid-way raises the HTTP library's own errors (the SDK only
+    # wraps errors of the initial request), so they are recognised by module.
+    if isinstance(exc, anthropic.APIConnectionError | anthropic.InternalServerError):
+        return True
+    return type(exc).__module__.split(".")[0] in ("httpx", "httpx2")
+
+
+class AnthropicProvider(Provider):
+    """Claude through the Anthropic API.
+
+    Credentials come from the environment only (``ANTHROPIC_API_KEY``, or whatever else the SDK
+    resolves); pass ``base_url`` to talk to the emulator.
+    """
+
+    name = "anthropic"
+
+    def __init__(
+        self,
+        *,
+        limits: ProviderLimits,
+        model: str,
+        cache_ttl: str = "1h",
+        sync_cache_ttl: str = "5m",
+        base_url: str | None = None,
+        max_retries: int = 4,
+        timeout: float = 120.0,
+        console_url_template: str | None = None,
+        client: anthropic.Anthropic | None = None,
+    ) -> None:
+        """Build the adapter and its SDK client.
+
+        Args:
+            limits: batch limits (requests, bytes, minimum cacheable tokens) from configuration.
+            model: the default model for requests that name none.
+            cache_ttl: cache lifetime on batch requests, "5m" or "1h".
+            sync_cache_ttl: cache lifetime on synchronous calls, "5m" or "1h".
+            base_url: API base URL (the emulator's in tests); the SDK default otherwise.
+            max_retries: SDK retries of 429/5xx/connection errors per call.
+            timeout: seconds per HTTP call.
+            console_url_template: ``{job_id}`` link template; defaults to providers.yaml's.
+            client: a ready SDK client (overrides base_url, max_retries and timeout).
+        """
+        for ttl in (cache_ttl, sync_cache_ttl):
+            if ttl not in CACHE_TTLS:
+                raise ValueError(f"anthropic: cache ttl must be one of {CACHE_TTLS}, not {ttl!r}")
+        if client is None and not (
+            os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")
+        ):
+            raise ValueError("anthropic: set ANTHROPIC_API_KEY in the environment")
+        self.limits = limits
+        self.model = model
+        self.cache_ttl = cache_ttl
+        self.sync_cache_ttl = sync_cache_ttl
+        self.console_url_template = console_url_template or packaged_provider_settings(
+            "anthropic"
+        ).get("console_url")
+        self._client = client or anthropic.Anthropic(
+            base_url=base_url, max_retries=max_retries, timeout=timeout
+        )
+
+    def params(self, request: ProviderRequest, *, ttl: str) -> dict[str, Any]:
+        """The Messages body for one request: cached system prefix, record, answer schema."""
+        system: list[dict[str, Any]] = []
+        if request.prompt.static_prefix:
+            system.append(
+                {
+                    "type": "text",
+                    "text": request.prompt.static_prefix,
+                    "cache_control": {"type": "ephemeral", "ttl": ttl},
+                }
+            )
+        return {
+            "model": request.model or self.model,
+            "max_tokens": request.max_tokens,
+            "system": system,
+            "messages": [
+                {"role": turn.role, "content": [{"type": "text", "text": turn.text}]}
+                for turn in conversation(request)
+            ],
+            "output_config": {"format": {"type": "json_schema", "schema": answer_schema()}},
+        }
+
+    def _batch_body(self, requests: Sequence[ProviderRequest]) -> list[dict[str, Any]]:
+        return [
+            {"custom_id": r.request_id, "params": self.params(r, ttl=self.cache_ttl)}
+            for r in requests
+        ]
+
+    def _handle(
+        self, batch: MessageBatch, requests: Sequence[ProviderRequest], size: int
+    ) -> JobHandle:
+        models = sorted({r.model or self.model for r in requests})
+        return JobHandle(
+            provider=self.name,
+            job_id=batch.id,
+            request_count=len(requests),
+            bytes=size,
+            model=",".join(models),
+            submitted_at=batch.created_at,
+            console_url=console_url(self.console_url_template, batch.id),
+        )
+
+    def submit_batch(self, job_key: str, requests: Sequence[ProviderRequest]) -> JobHandle:
+        """Create one Message Batch. Anthropic keeps no metadata: store the returned id at once."""
+        body = self._batch_body(requests)
+        size = len(orjson.dumps({"requests": body}))
+        check_batch(self.name, self.limits, requests, size)
+        warn_if_uncacheable(self.name, self.model, requests[0], self.limits.min_cacheable_tokens)
+        try:
+            batch = self._client.messages.batches.create(requests=body)  # type: ignore[arg-type]
+        except anthropic.APIStatusError as exc:
+            raise _call_error("create batch", exc) from exc
+        except anthropic.APIConnectionError as exc:
+            raise ProviderCallError(
+                f"anthropic: create batch failed: {exc}", retryable=True
+            ) from exc
+        log.info("anthropic: submitted batch %s (%s, %d requests)", batch.id, job_key, len(body))
+        return self._handle(batch, requests, size)
+
+    def find_job(
+        self,
+        job_key: str,
+        requests: Sequence[ProviderRequest],
+        *,
+        submitted_after: datetime | None = None,
+    ) -> JobHandle | None:
+        """Find a batch already created for these requests (after a crash before its id was stored).
+
+        Anthropic batches carry no metadata, so the job key cannot be looked up. The scan lists
+        recent batches (newest first, back to ``submitted_after`` or 29 days, at most 500) and
+        keeps those with the same request count. An ended candidate is confirmed by reading its
+        results: its custom ids must equal the request ids. An in-progress batch cannot be
+        confirmed (results are not readable before the end); a single in-progress candidate is
+        returned on the count alone, several make the match ambiguous and return None.
+
+        Limits: two batches with identical request-id sets are indistinguishable, so pass
+        ``submitted_after`` (when the ledger recorded the submission attempt) to avoid adopting
+        an older batch of the same requests (e.g. a whole batch resubmitted after it expired).
+        """
+        wanted = {r.request_id for r in requests}
+        cutoff = submitted_after or datetime.now(UTC) - FIND_LOOKBACK
+        in_progress: list[MessageBatch] = []
+        size = len(orjson.dumps({"requests": self._batch_body(requests)}))
+        try:
+            for scanned, batch in enumerate(self._client.messages.batches.list(limit=100)):
+                if batch.created_at < cutoff or scanned >= FIND_MAX_BATCHES:
+                    break
+                counts = batch.request_counts
+                total = (
+                    counts.processing
+                    + counts.succeeded
+                    + counts.errored
+                    + counts.canceled
+                    + counts.expired
+                )
+                if total != len(wanted):
+                    continue
+                if batch.processing_status != "ended":
+                    in_progress.append(batch)
+                    continue
+                if batch.archived_at is None and self._custom_ids(batch.id) == wanted:
+                    return self._handle(batch, requests, size)
+        except anthropic.APIStatusError as exc:
+            raise _call_error("list batches", exc) from exc
+        if len(in_progress) == 1:
+            log.warning(
+                "anthropic: adopting in-progress batch %s for %s on request count alone",
+                in_progress[0].id,
+                job_key,
+            )
+            return self._handle(in_progress[0], requests, size)
+        if in_progress:
+            log.warning(
+                "anthropic: %d in-progress batches could hold %s; none adopted",
+                len(in_progress),
+                job_key,
+            )
+        return None
+
+    def _custom_ids(self, batch_id: str) -> set[str]:
+        return {line.custom_id for line in self._result_lines(batch_id)}
+
+    def poll(self, job_id: str) -> JobStatus:
+        try:
+            batch = self._client.messages.batches.retrieve(job_id)
+        except anthropic.APIStatusError as exc:
+            raise _call_error(f"retrieve batch {job_id}", exc) from exc
+        state = JobState.ENDED if batch.processing_status == "ended" else JobState.IN_PROGRESS
+        return JobStatus(
+            state=state,
+            provider_status=batch.processing_status,
+            counts=batch.request_counts.model_dump(),
+        )
+
+    def results(self, job_id: str) -> Iterator[RequestOutcome]:
+        """Every request's outcome, in the provider's (arbitrary) order (G1, G4)."""
+        for line in self._result_lines(job_id):
+            yield self._outcome(line)
+
+    def _result_lines(self, job_id: str) -> Iterator[MessageBatchIndividualResponse]:
+        seen: set[str] = set()
+        try:
+            decoder = self._client.messages.batches.results(job_id)
+        except anthropic.APIStatusError as exc:
+            raise _call_error(f"results of batch {job_id}", exc) from exc
+        except anthropic.AnthropicError as exc:  # no results_url yet: the batch has not ended
+            raise ProviderCallError(f"anthropic: {exc}", retryable=True) from exc
+        lines = iter(decoder)
+        try:
+            while True:
+                try:
+                    line = next(lines)
+                except StopIteration:
+                    return
+                except ValueError as exc:
+                    log.warning(
+                        "anthropic: results decoder failed on batch %s after %d lines (%s); "
+                        "re-reading the results split on \\n only",
+                        job_id,
+                        len(seen),
+                        type(exc).__name__,
+                    )
+                    break
+                seen.add(line.custom_id)
+                yield line
+        finally:
+            decoder.close()
+        yield from self._fallback_lines(job_id, seen)
+
+    def _fallback_lines(
+        self, job_id: str, seen: set[str]
+    ) -> Iterator[MessageBatchIndividualResponse]:
+        # The SDK's streaming response keeps its auth and base URL, and retries the initial GET.
+        # A stream that breaks mid-way is restarted here (the SDK has no retry for that),
+        # skipping ids already yielded.
+        for attempt in range(1, FALLBACK_ATTEMPTS + 1):
+            try:
+                with self._client.messages.batches.with_streaming_response.results(
+                    job_id
+                ) as response:
+                    for raw in _split_on_newline(response.iter_bytes()):
+                        line = _parse_line(raw)
+                        if line is not None and line.custom_id not in seen:
+                            seen.add(line.custom_id)
+                            yield line
+                return
+            except Exception as exc:
+                if attempt == FALLBACK_ATTEMPTS or not _is_transport_error(exc):
+                    raise
+                log.warning(
+                    "anthropic: results download of %s broke (%s); attempt %d",
+                    job_id,
+                    type(exc).__name__,
+                    attempt + 1,
+                )
+                time.sleep(min(0.5 * 2**attempt, 10.0))
+
+    def _outcome(self, line: MessageBatchIndividualResponse) -> RequestOutcome:
+        result = line.result
+        if result.type == "succeeded":
+            return self._message_outcome(line.custom_id, result.message, tier="batch")
+        if result.type == "errored":
+            error = result.error.error
+            return failed_outcome(
+                line.custom_id,
+                f"errored: {error.type}: {error.message}",
+                retryable=retryable_error(error.type),
+            )
+        # "canceled" and "expired" carry no payload: the request was never run.
+        return failed_outcome(line.custom_id, f"{result.type} before it ran", retryable=True)
+
+    def _message_outcome(
+        self, request_id: str, message: anthropic.types.Message, *, tier: str
+    ) -> RequestOutcome:
+        text = "".join(block.text for block in message.content if block.type == "text")
+        return answer_outcome(
+            request_id, text, message.stop_reason, _usage(message.usage, tier, self.cache_ttl)
+        )
+
+    def cancel(self, job_id: str) -> None:
+        try:
+            self._client.messages.batches.cancel(job_id)
+        except anthropic.APIStatusError as exc:
+            raise _call_error(f"cancel batch {job_id}", exc) from exc
+
+    def call_sync(self, request: ProviderRequest) -> RequestOutcome:
+        """One Messages call; failures come back as outcomes once the SDK's retries are spent."""
+        params = self.params(request, ttl=self.sync_cache_ttl)
+        try:
+            message = self._client.messages.create(
+                **params, extra_headers={"x-memo-request-id": request.request_id}
+            )
+        except anthropic.APIStatusError as exc:
+            error_type = _error_type(exc)
+            return failed_outcome(
+                request.request_id,
+                f"HTTP {exc.status_code} {error_type}: {_error_message(exc)}",
+                retryable=retryable_error(error_type, exc.status_code),
+            )
+        except anthropic.APIConnectionError as exc:
+            return failed_outcome(
+                request.request_id, f"connection failed: {type(exc).__name__}", retryable=True
+            )
+        return self._message_outcome(
+            request.request_id, message, tier=message.usage.service_tier or "standard"
+        )
+
+
+def _split_on_newline(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """JSONL lines split on ``\\n`` only, however the chunks fall (a ``\\r`` stays with its line)."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        yield from complete
+    if buffer:
+        yield buffer
+
+
+def _parse_line(raw: bytes) -> MessageBatchIndividualResponse | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    return MessageBatchIndividualResponse.model_validate(orjson.loads(raw))
+
+
+def _usage(usage: anthropic.types.Usage, tier: str, requested_ttl: str) -> Usage:
+    """Normalised usage; writes without a TTL split count under the TTL that was requested."""
+    written = usage.cache_creation_input_tokens or 0
+    if usage.cache_creation is not None:
+        write_5m = usage.cache_creation.ephemeral_5m_input_tokens
+        write_1h = usage.cache_creation.ephemeral_1h_input_tokens
+    elif requested_ttl == "1h":
+        write_5m, write_1h = 0, written
+    else:
+        write_5m, write_1h = written, 0
+    return Usage(
+        input_tokens=usage.input_tokens,
+        cache_write_5m_tokens=write_5m,
+        cache_write_1h_tokens=write_1h,
+        cache_read_tokens=usage.cache_read_input_tokens or 0,
+        output_tokens=usage.output_tokens,
+        service_tier=tier,
+    )
+
+
+def _error_type(exc: anthropic.APIStatusError) -> str | None:
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            return error.get("type")
+    return None
+
+
+def _error_message(exc: anthropic.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("message", ""))[:500]
+    return exc.message[:500]
+
+
+def _call_error(call: str, exc: anthropic.APIStatusError) -> ProviderCallError:
+    error_type = _error_type(exc)
+    return ProviderCallError(
+        f"anthropic: {call} failed: HTTP {exc.status_code} {error_type}: {_error_message(exc)}",
+        retryable=retryable_error(error_type, exc.status_code),
+        status=exc.status_code,
+    )
