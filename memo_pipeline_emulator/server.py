@@ -113,8 +113,9 @@ class EmulatorState:
 
     def reset(self) -> None:
         with self.lock:
+            # In place: route handlers hold this object.
             s3_endpoint = self.config.s3_endpoint_url
-            self.config = copy.deepcopy(self.initial_config)
+            vars(self.config).update(vars(copy.deepcopy(self.initial_config)))
             self.config.s3_endpoint_url = s3_endpoint
             self.clock.reset()
             self.cache.reset()

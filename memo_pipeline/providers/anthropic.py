@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -43,6 +44,7 @@ from memo_pipeline.providers.classify import (
     failed_outcome,
     packaged_provider_settings,
     retryable_error,
+    setting,
     warn_if_uncacheable,
 )
 
@@ -114,6 +116,31 @@ class AnthropicProvider(Provider):
         ).get("console_url")
         self._client = client or anthropic.Anthropic(
             base_url=base_url, max_retries=max_retries, timeout=timeout
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        *,
+        limits: ProviderLimits,
+        model: str,
+        config: dict[str, Any],
+        staging_dir: Path | None = None,
+    ) -> AnthropicProvider:
+        """Build from the provider's providers.yaml section (``staging_dir`` is not used).
+
+        Keys read: ``cache_ttl``, ``sync_cache_ttl``, ``base_url``, ``max_retries``,
+        ``timeout_seconds``, ``console_url``. Credentials never come from configuration.
+        """
+        return cls(
+            limits=limits,
+            model=model,
+            cache_ttl=setting(config, "cache_ttl", "1h"),
+            sync_cache_ttl=setting(config, "sync_cache_ttl", "5m"),
+            base_url=setting(config, "base_url"),
+            max_retries=int(setting(config, "max_retries", 4)),
+            timeout=float(setting(config, "timeout_seconds", 120.0)),
+            console_url_template=setting(config, "console_url"),
         )
 
     def params(self, request: ProviderRequest, *, ttl: str) -> dict[str, Any]:

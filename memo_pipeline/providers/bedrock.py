@@ -20,6 +20,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -46,6 +47,7 @@ from memo_pipeline.providers.classify import (
     failed_outcome,
     packaged_provider_settings,
     retryable_error,
+    setting,
     single_model,
     warn_if_uncacheable,
 )
@@ -153,6 +155,45 @@ class BedrockProvider(Provider):
             "bedrock-runtime", endpoint_url=runtime_endpoint_url or endpoint_url, config=config
         )
         self._s3 = session.client("s3", endpoint_url=s3_endpoint_url, config=config)
+
+    @classmethod
+    def from_config(
+        cls,
+        *,
+        limits: ProviderLimits,
+        model: str,
+        config: dict[str, Any],
+        staging_dir: Path | None = None,
+    ) -> BedrockProvider:
+        """Build from the provider's providers.yaml section (``staging_dir`` is not used).
+
+        Keys read: ``bucket`` and ``role_arn`` (required), ``s3_prefix``, ``cache_ttl``,
+        ``region``, ``endpoint_url``, ``runtime_endpoint_url``, ``s3_endpoint_url``,
+        ``max_retries``, ``timeout_seconds``, ``job_timeout_hours``, ``console_url``.
+        Credentials never come from configuration.
+        """
+        bucket, role_arn = setting(config, "bucket"), setting(config, "role_arn")
+        if not bucket or not role_arn:
+            raise ValueError(
+                "bedrock: set 'bucket' and 'role_arn' under providers.bedrock in providers.yaml "
+                "(the S3 bucket for job files and the role Bedrock assumes to read and write it)"
+            )
+        return cls(
+            limits=limits,
+            model=model,
+            bucket=bucket,
+            role_arn=role_arn,
+            s3_prefix=setting(config, "s3_prefix", "memo-pipeline"),
+            cache_ttl=setting(config, "cache_ttl", "1h"),
+            region=setting(config, "region"),
+            endpoint_url=setting(config, "endpoint_url"),
+            runtime_endpoint_url=setting(config, "runtime_endpoint_url"),
+            s3_endpoint_url=setting(config, "s3_endpoint_url"),
+            max_retries=int(setting(config, "max_retries", 4)),
+            timeout=float(setting(config, "timeout_seconds", 120.0)),
+            job_timeout_hours=int(setting(config, "job_timeout_hours", 24)),
+            console_url_template=setting(config, "console_url"),
+        )
 
     def model_input(self, request: ProviderRequest) -> dict[str, Any]:
         """The Claude InvokeModel body of one record. Never holds ``modelId`` (G12)."""

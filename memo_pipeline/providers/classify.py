@@ -31,6 +31,7 @@ from memo_pipeline.providers.base import (
     Usage,
 )
 from memo_pipeline.schema.output import output_json_schema
+from memo_pipeline.tokens import estimate_tokens
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,6 @@ RETRYABLE_ERROR_TYPES = frozenset(
         "ServiceQuotaExceededException",
     }
 )
-CHARS_PER_TOKEN = 4
 
 
 class ProviderCallError(RuntimeError):
@@ -257,6 +257,12 @@ def packaged_provider_settings(provider: str) -> dict[str, Any]:
     return dict((yaml.safe_load(text) or {}).get("providers", {}).get(provider, {}))
 
 
+def setting(config: dict[str, Any], key: str, default: Any = None) -> Any:
+    """A provider setting from configuration, with empty values treated as missing."""
+    value = config.get(key)
+    return default if value in (None, "") else value
+
+
 def console_url(template: str | None, job_id: str) -> str | None:
     """The operator console link for a job; ids are URL-encoded (Bedrock ARNs contain '/')."""
     if not template:
@@ -272,12 +278,12 @@ def warn_if_uncacheable(
 ) -> None:
     """Log once per prefix when it looks too short to be cached at all (gotcha G6).
 
-    Providers silently skip caching below the model's minimum; the estimate here is rough
-    (about four characters per token), so treat the warning as a prompt to check the usage
-    counters of a pilot batch.
+    Providers silently skip caching below the model's minimum; the estimate here is an offline
+    heuristic (Claude's tokenizer usually counts more), so treat the warning as a prompt to check
+    the usage counters of a pilot batch.
     """
     key = (provider, request.prompt.prefix_key)
-    estimate = len(request.prompt.static_prefix) // CHARS_PER_TOKEN
+    estimate = estimate_tokens(request.prompt.static_prefix)
     if estimate >= min_tokens or key in _warned_prefixes:
         return
     _warned_prefixes.add(key)

@@ -18,6 +18,7 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -46,6 +47,7 @@ from memo_pipeline.providers.classify import (
     packaged_provider_settings,
     retryable_error,
     retryable_status,
+    setting,
     single_model,
     warn_if_uncacheable,
 )
@@ -123,6 +125,30 @@ class OpenAIProvider(Provider):
         ).get("console_url")
         self._client = client or openai.OpenAI(
             base_url=base_url, max_retries=max_retries, timeout=timeout
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        *,
+        limits: ProviderLimits,
+        model: str,
+        config: dict[str, Any],
+        staging_dir: Path | None = None,
+    ) -> OpenAIProvider:
+        """Build from the provider's providers.yaml section (``staging_dir`` is not used).
+
+        Keys read: ``cache_ttl``, ``base_url``, ``max_retries``, ``timeout_seconds``,
+        ``console_url``. Credentials never come from configuration.
+        """
+        return cls(
+            limits=limits,
+            model=model,
+            cache_ttl=setting(config, "cache_ttl", "30m"),
+            base_url=setting(config, "base_url"),
+            max_retries=int(setting(config, "max_retries", 4)),
+            timeout=float(setting(config, "timeout_seconds", 120.0)),
+            console_url_template=setting(config, "console_url"),
         )
 
     def body(self, request: ProviderRequest) -> dict[str, Any]:
