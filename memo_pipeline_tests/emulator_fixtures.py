@@ -1,21 +1,16 @@
-"""Fixtures and helpers for the provider tests: the emulator, moto S3, adapters and requests.
+"""Helpers for the provider tests: a test org, requests, adapters wired to the emulator.
 
-The emulator (and moto's S3 server) run once per test module on free loopback ports; every test
-starts from a reset emulator. Credentials are dummies set in the environment, the way the
-adapters read real ones. Import what a module needs:
-
-    from memo_pipeline_tests.emulator_fixtures import emu, emulator, make_requests  # noqa: F401
+The fixtures that start the emulator live in ``conftest_emulator.py``; a test module loads them
+with ``pytest_plugins = ["memo_pipeline_tests.conftest_emulator"]`` and imports helpers from here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import httpx
-import pytest
 
 from memo_pipeline.prompts.render import RenderedPrompt, render
 from memo_pipeline.providers.anthropic import AnthropicProvider
@@ -25,7 +20,7 @@ from memo_pipeline.providers.classify import packaged_provider_settings
 from memo_pipeline.providers.openai import OpenAIProvider
 from memo_pipeline.records import ContentRecord
 from memo_pipeline.schema.collections import OrgSpec
-from memo_pipeline_emulator import EmulatorHandle, start_emulator
+from memo_pipeline_emulator import EmulatorHandle
 
 BUCKET = "memo-batch-test"
 ROLE_ARN = "arn:aws:iam::123456789012:role/memo-bedrock-batch"
@@ -262,37 +257,6 @@ class EmulatorAdmin:
 
     def close(self) -> None:
         self._http.close()
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[EmulatorHandle]:
-    """The emulator and a moto S3 server on free loopback ports, with dummy credentials."""
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("ANTHROPIC_API_KEY", "test-anthropic-key")
-        env.setenv("OPENAI_API_KEY", "test-openai-key")
-        env.setenv("AWS_ACCESS_KEY_ID", "testing")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        for name in ("ANTHROPIC_BASE_URL", "OPENAI_BASE_URL", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
-            env.delenv(name, raising=False)
-        handle = start_emulator()
-        try:
-            s3 = boto3.client("s3", endpoint_url=handle.s3_url, region_name="us-east-1")
-            s3.create_bucket(Bucket=BUCKET)
-            yield handle
-        finally:
-            handle.stop()
-
-
-@pytest.fixture
-def emu(emulator: EmulatorHandle) -> Iterator[EmulatorAdmin]:
-    """The admin client of a freshly reset emulator."""
-    admin = EmulatorAdmin(emulator)
-    admin.reset()
-    try:
-        yield admin
-    finally:
-        admin.close()
 
 
 def anthropic_provider(

@@ -23,15 +23,15 @@ import pytest
 from memo_pipeline.providers.base import JobState, Outcome, ProviderRequest
 from memo_pipeline.providers.classify import ProviderCallError
 from memo_pipeline.providers.extractor import answer_for_prompt
-from memo_pipeline_tests.emulator_fixtures import (  # noqa: F401
+from memo_pipeline_tests.emulator_fixtures import (
     anthropic_provider,
     by_id,
-    emu,
-    emulator,
     limits_for,
     make_requests,
     outcome_counts,
 )
+
+pytest_plugins = ["memo_pipeline_tests.conftest_emulator"]
 
 
 def run_batch(provider, requests, job_key="job-a"):
