@@ -279,7 +279,12 @@ class OpenAIStore:
     def _validate(self, batch: OpenAIBatch, now: float) -> None:
         errors: list[dict[str, Any]] = []
         stored = self.files[batch.input_file_id]
-        raw_lines = [line for line in stored.data.split(b"\n") if line.strip()]
+        # Line numbers in errors count physical lines from 1, blank ones included.
+        raw_lines = [
+            (number, line)
+            for number, line in enumerate(stored.data.split(b"\n"), start=1)
+            if line.strip()
+        ]
         limit = self.state.config.openai_max_requests
         if not raw_lines:
             errors.append(_batch_error("empty_file", "The input file is empty.", None, None))
@@ -290,7 +295,7 @@ class OpenAIStore:
                 )
             )
         seen: set[str] = set()
-        for number, raw in enumerate(raw_lines, start=1):
+        for number, raw in raw_lines:
             if errors and errors[0]["code"] in ("empty_file", "too_many_tasks"):
                 break
             try:

@@ -60,14 +60,14 @@ METADATA_VALUE_MAX = 512
 FIND_MAX_BATCHES = 1000
 IN_PROGRESS = {"validating", "in_progress", "finalizing", "cancelling"}
 ENDED = {"completed", "expired", "cancelled"}
-# Batch validation errors about one line's shape: that request is malformed as written.
+# Batch validation errors about one line's shape: that request is malformed as written. A
+# duplicate custom_id is not among them: the request itself is fine, sent once it can succeed.
 LINE_ERRORS = {
     "invalid_json_line",
     "missing_required_parameter",
     "invalid_method",
     "url_mismatch",
     "model_mismatch",
-    "duplicate_custom_id",
 }
 SHORT_TTLS = {"5m", "30m"}
 
@@ -277,35 +277,49 @@ class OpenAIProvider(Provider):
                     )
 
     def _lines(self, file_id: str) -> Iterator[dict[str, Any]]:
+        for _, line in self._numbered_lines(file_id):
+            yield line
+
+    def _numbered_lines(self, file_id: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(line number, object) for each JSON line of a file; numbers count from 1."""
         try:
             content = self._client.files.content(file_id)
         except openai.APIStatusError as exc:
             raise _call_error(f"download file {file_id}", exc) from exc
-        for raw in content.content.split(b"\n"):
-            if raw.strip():
-                yield orjson.loads(raw)
+        for number, raw in enumerate(content.content.split(b"\n"), start=1):
+            if not raw.strip():
+                continue
+            try:
+                line = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                # Its id is unreadable; the request shows up as missing (retryable) instead.
+                log.warning("openai: file %s line %d is not JSON; skipped", file_id, number)
+                continue
+            if isinstance(line, dict):
+                yield number, line
 
     def _input_ids(self, file_id: str) -> list[str]:
         return [str(line.get("custom_id")) for line in self._lines(file_id)]
 
     def _failed_batch_outcomes(self, batch: Batch) -> Iterator[RequestOutcome]:
-        # Validation failed before anything ran. Lines named by an error are malformed as
-        # written (permanent); every other request is fine and can go again (retryable).
+        # Validation failed before anything ran. A request whose line is malformed as written
+        # fails the same way again (permanent); every other request can go again (retryable).
         errors = batch.errors.data if batch.errors and batch.errors.data else []
         by_line = {e.line: e for e in errors if e.line is not None and e.code in LINE_ERRORS}
         summary = _batch_errors(batch) or "batch failed validation"
-        lines = list(self._lines(batch.input_file_id))
-        for number, line in enumerate(lines, start=1):
+        outcomes: dict[str, RequestOutcome] = {}
+        for number, line in self._numbered_lines(batch.input_file_id):
             request_id = str(line.get("custom_id"))
             error = by_line.get(number)
             if error is not None:
-                yield failed_outcome(
-                    request_id,
-                    f"batch validation: {error.code}: {error.message}",
-                    retryable=False,
+                outcomes[request_id] = failed_outcome(
+                    request_id, f"batch validation: {error.code}: {error.message}", retryable=False
                 )
-            else:
-                yield failed_outcome(request_id, f"batch failed: {summary}", retryable=True)
+            elif request_id not in outcomes:
+                outcomes[request_id] = failed_outcome(
+                    request_id, f"batch failed: {summary}", retryable=True
+                )
+        yield from outcomes.values()
 
     def _line_outcome(self, line: dict[str, Any]) -> RequestOutcome:
         request_id = str(line.get("custom_id"))
