@@ -20,6 +20,11 @@ Kinds:
 * ``stuck``: a batch holding a matching id stays in progress for ``seconds`` longer.
 * ``crlf_split``: Anthropic only: the results stream of a batch holding a matching id uses
   ``\\r\\n`` line ends placed so the SDK's 64-byte chunks split them (gotcha G3).
+
+Item faults match request ids (``custom_id``, ``recordId``); sync calls match the id the
+adapters send (``x-memo-request-id`` header, or ``requestMetadata.memo_request_id`` on Bedrock
+Converse). Bedrock job-level faults (``scope="create"``, ``stuck``) match the job name, since the
+records are only read from S3 after the create call.
 """
 
 from __future__ import annotations

@@ -156,16 +156,33 @@ def test_find_job_recovers_a_submitted_batch_without_resubmitting(emulator, emu)
     assert emu.state()["batches_created"]["anthropic"] == 1
 
 
-def test_find_job_adopts_a_single_in_progress_batch_of_the_same_size(emulator, emu):
+def test_find_job_adopts_an_in_progress_orphan_only_when_the_ledger_vouches(emulator, emu):
     emu.config(batch_delay_seconds=600)
     provider = anthropic_provider(emulator)
+    recorded = provider.submit_batch("job-recorded", make_requests(3, start=20))
     requests = make_requests(3)
-    handle = provider.submit_batch("job-running", requests)
+    orphan = provider.submit_batch("job-orphan", requests)
 
-    assert provider.poll(handle.job_id).state is JobState.IN_PROGRESS
-    found = provider.find_job("job-running", requests)
+    assert provider.poll(orphan.job_id).state is JobState.IN_PROGRESS
+    unvouched = provider.find_job("job-orphan", requests)
+    vouched = provider.find_job("job-orphan", requests, exclude_job_ids=[recorded.job_id])
+    ambiguous = provider.find_job("job-orphan", requests, exclude_job_ids=[])
 
-    assert found is not None and found.job_id == handle.job_id
+    assert unvouched is None
+    assert vouched is not None and vouched.job_id == orphan.job_id
+    assert ambiguous is None
+
+
+def test_find_job_ignores_an_all_failed_batch_of_the_same_requests(emulator, emu):
+    emu.faults({"kind": "error", "error_type": "overloaded_error", "count": 3})
+    provider = anthropic_provider(emulator)
+    requests = make_requests(3)
+    _, failed = run_batch(provider, requests, "first-try")
+
+    found = provider.find_job("second-try", requests)
+
+    assert {o.outcome for o in failed} == {Outcome.RETRYABLE}
+    assert found is None
 
 
 def test_submit_refuses_batches_over_the_limits(emulator, emu):

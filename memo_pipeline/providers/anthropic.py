@@ -8,6 +8,9 @@ and the answer schema through ``output_config.format`` (grammar-constrained JSON
 Results are read through the SDK's JSONL decoder. That decoder breaks when a ``\\r\\n`` falls
 across two of its 64-byte reads (gotcha G3); when it raises, the adapter downloads the results
 again and splits lines on ``\\n`` only, skipping ids already yielded.
+
+Synchronous calls carry the request id in an ``x-memo-request-id`` header, for correlation in
+logs (and for the emulator's fault rules); the API ignores headers it does not know.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -51,8 +54,9 @@ from memo_pipeline.providers.classify import (
 log = logging.getLogger(__name__)
 
 CACHE_TTLS = ("5m", "1h")
-# How far back find_job looks: results stay downloadable for 29 days after creation.
-FIND_LOOKBACK = timedelta(days=29)
+# How far back find_job looks by default: a crash is recovered on the next run, and a batch
+# that expired (24 h) is never an orphan worth adopting.
+FIND_LOOKBACK = timedelta(hours=24)
 FIND_MAX_BATCHES = 500
 FALLBACK_ATTEMPTS = 3
 
@@ -154,16 +158,18 @@ class AnthropicProvider(Provider):
                     "cache_control": {"type": "ephemeral", "ttl": ttl},
                 }
             )
-        return {
+        params: dict[str, Any] = {
             "model": request.model or self.model,
             "max_tokens": request.max_tokens,
-            "system": system,
             "messages": [
                 {"role": turn.role, "content": [{"type": "text", "text": turn.text}]}
                 for turn in conversation(request)
             ],
             "output_config": {"format": {"type": "json_schema", "schema": answer_schema()}},
         }
+        if system:
+            params["system"] = system
+        return params
 
     def _batch_body(self, requests: Sequence[ProviderRequest]) -> list[dict[str, Any]]:
         return [
@@ -190,7 +196,12 @@ class AnthropicProvider(Provider):
         body = self._batch_body(requests)
         size = len(orjson.dumps({"requests": body}))
         check_batch(self.name, self.limits, requests, size)
-        warn_if_uncacheable(self.name, self.model, requests[0], self.limits.min_cacheable_tokens)
+        warn_if_uncacheable(
+            self.name,
+            requests[0].model or self.model,
+            requests[0],
+            self.limits.min_cacheable_tokens,
+        )
         try:
             batch = self._client.messages.batches.create(requests=body)  # type: ignore[arg-type]
         except anthropic.APIStatusError as exc:
@@ -208,22 +219,30 @@ class AnthropicProvider(Provider):
         requests: Sequence[ProviderRequest],
         *,
         submitted_after: datetime | None = None,
+        exclude_job_ids: Collection[str] | None = None,
     ) -> JobHandle | None:
-        """Find a batch already created for these requests (after a crash before its id was stored).
+        """Find a batch already created for these requests (a crash before its id was stored).
 
-        Anthropic batches carry no metadata, so the job key cannot be looked up. The scan lists
-        recent batches (newest first, back to ``submitted_after`` or 29 days, at most 500) and
-        keeps those with the same request count. An ended candidate is confirmed by reading its
-        results: its custom ids must equal the request ids. An in-progress batch cannot be
-        confirmed (results are not readable before the end); a single in-progress candidate is
-        returned on the count alone, several make the match ambiguous and return None.
+        Anthropic batches carry no metadata, so the job key cannot be looked up; the request
+        ids are the only link, and they are readable only from the results of an ended batch.
+        The scan lists batches newest first, back to ``submitted_after`` (default: 24 hours,
+        at most 500 batches), skipping ``exclude_job_ids`` and any whose request count differs.
 
-        Limits: two batches with identical request-id sets are indistinguishable, so pass
-        ``submitted_after`` (when the ledger recorded the submission attempt) to avoid adopting
-        an older batch of the same requests (e.g. a whole batch resubmitted after it expired).
+        * An ended batch is adopted when it has at least one success and its custom ids are
+          exactly the request ids (read from its results, stopping at the first foreign id).
+          Requiring a success keeps a batch whose every request failed, and whose requests are
+          being resubmitted under a new job key, from being mistaken for the resubmission.
+        * An in-progress batch cannot be confirmed. It is adopted only when the caller passes
+          ``exclude_job_ids`` (every batch id its ledger has recorded, vouching that the rest
+          are orphans) and it is the only unrecorded in-progress batch of that size.
+
+        Limits: without ``exclude_job_ids`` an orphan still in progress is not found, so a crash
+        between create and recording the id can lead to a second submission of that batch; two
+        batches of the same request-id set inside the lookback are indistinguishable.
         """
         wanted = {r.request_id for r in requests}
         cutoff = submitted_after or datetime.now(UTC) - FIND_LOOKBACK
+        excluded = set(exclude_job_ids or ())
         in_progress: list[MessageBatch] = []
         size = len(orjson.dumps({"requests": self._batch_body(requests)}))
         try:
@@ -238,32 +257,47 @@ class AnthropicProvider(Provider):
                     + counts.canceled
                     + counts.expired
                 )
-                if total != len(wanted):
+                if batch.id in excluded or total != len(wanted):
                     continue
                 if batch.processing_status != "ended":
                     in_progress.append(batch)
-                    continue
-                if batch.archived_at is None and self._custom_ids(batch.id) == wanted:
+                elif (
+                    counts.succeeded > 0
+                    and batch.archived_at is None
+                    and self._holds_exactly(batch.id, wanted)
+                ):
                     return self._handle(batch, requests, size)
         except anthropic.APIStatusError as exc:
             raise _call_error("list batches", exc) from exc
-        if len(in_progress) == 1:
+
+        if exclude_job_ids is not None and len(in_progress) == 1:
             log.warning(
-                "anthropic: adopting in-progress batch %s for %s on request count alone",
+                "anthropic: adopting unrecorded in-progress batch %s for %s (same request count)",
                 in_progress[0].id,
                 job_key,
             )
             return self._handle(in_progress[0], requests, size)
         if in_progress:
             log.warning(
-                "anthropic: %d in-progress batches could hold %s; none adopted",
+                "anthropic: %d in-progress batch(es) of %d requests could hold %s; none adopted",
                 len(in_progress),
+                len(wanted),
                 job_key,
             )
         return None
 
-    def _custom_ids(self, batch_id: str) -> set[str]:
-        return {line.custom_id for line in self._result_lines(batch_id)}
+    def _holds_exactly(self, batch_id: str, wanted: set[str]) -> bool:
+        """Whether an ended batch's custom ids are exactly ``wanted``; stops at a foreign id."""
+        seen: set[str] = set()
+        lines = self._result_lines(batch_id)
+        try:
+            for line in lines:
+                if line.custom_id not in wanted:
+                    return False
+                seen.add(line.custom_id)
+        finally:
+            lines.close()
+        return seen == wanted
 
     def poll(self, job_id: str) -> JobStatus:
         try:

@@ -12,6 +12,9 @@ every ``*.jsonl.out`` under ``<output>/<jobId>/`` joined on ``recordId`` (order 
 guaranteed); records missing from the output (a partially completed, stopped or expired job)
 come back retryable. Jobs below the per-model minimum record count are refused before any call
 (G11): send those requests through ``call_sync``.
+
+Converse calls carry the request id in ``requestMetadata`` (``memo_request_id``), which
+invocation logs record.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ Results come from both files: the output file (where a line counts only with
 ``status_code == 200``: G10) and the error file (failed requests, ``batch_expired`` lines of an
 expired batch: G9). A batch whose every request failed ends ``completed`` with no output file
 (G8); a request present in neither file is reported retryable.
+
+Synchronous calls carry the request id in an ``x-memo-request-id`` header, for correlation in
+logs (and for the emulator's fault rules); the API ignores headers it does not know.
 """
 
 from __future__ import annotations
