@@ -13,7 +13,9 @@ This is a model of the documented behaviour (see ``shared/reference/providers.md
 * caches are separate per namespace: the Anthropic batch cache does not see entries written by
   synchronous calls (gotcha G5), and within one batch every request of a cold prefix writes
   (the batch computes against the cache as it was when the batch started), so a one-request
-  priming batch is what lets a later batch read.
+  priming batch is what lets a later batch read;
+* OpenAI's automatic caching is keyed by the leading system messages, the model, the response
+  format and ``prompt_cache_key``, and reports hits in 128-token steps past the minimum.
 """
 
 from __future__ import annotations

@@ -8,6 +8,11 @@ create call. Output and error files are written the way the service writes them:
 the output file, failed requests (``response.status_code`` != 200, or ``error`` with
 ``batch_expired``/``batch_cancelled``) in the error file, and a batch whose every request failed
 ends ``completed`` with no output file (G8).
+
+Caching (an assumption: OpenAI documents no batch-specific cache behaviour): sync calls and batch
+lines share one cache, and a batch runs its lines in input order, so the first line of a prefix
+writes and the following lines read. Hits come in 128-token steps past the 1,024-token floor, and
+``prompt_tokens`` includes both cached and written tokens, as the API reports them.
 """
 
 from __future__ import annotations
