@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from memo_pipeline.providers.base import JobState, Outcome, ProviderRequest
-from memo_pipeline.providers.classify import ProviderCallError
+from memo_pipeline.providers.classify import ProviderCallError, split_lines
 from memo_pipeline.providers.extractor import answer_for_prompt
 from memo_pipeline_tests.emulator_fixtures import (
     anthropic_provider,
@@ -503,3 +503,11 @@ def test_results_stream_lines_parse_as_the_sdk_types(emulator, emu):
     assert message.usage.cache_creation.ephemeral_1h_input_tokens > 0
     assert message.usage.service_tier == "batch"
     assert orjson.loads(message.content[0].text)["entities"]
+
+
+def test_fallback_line_splitter_ends_lines_only_on_newline():
+    chunks = [b'{"a":1}\r', b'\n{"b":2}\r\n{"c"', b":3}"]
+
+    lines = [orjson.loads(raw) for raw in split_lines(chunks)]
+
+    assert lines == [{"a": 1}, {"b": 2}, {"c": 3}]

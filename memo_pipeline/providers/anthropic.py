@@ -48,6 +48,7 @@ from memo_pipeline.providers.classify import (
     packaged_provider_settings,
     retryable_error,
     setting,
+    split_lines,
     warn_if_uncacheable,
 )
 
@@ -357,7 +358,7 @@ class AnthropicProvider(Provider):
                 with self._client.messages.batches.with_streaming_response.results(
                     job_id
                 ) as response:
-                    for raw in _split_on_newline(response.iter_bytes()):
+                    for raw in split_lines(response.iter_bytes()):
                         line = _parse_line(raw)
                         if line is not None and line.custom_id not in seen:
                             seen.add(line.custom_id)
@@ -423,17 +424,6 @@ class AnthropicProvider(Provider):
         return self._message_outcome(
             request.request_id, message, tier=message.usage.service_tier or "standard"
         )
-
-
-def _split_on_newline(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """JSONL lines split on ``\\n`` only, however the chunks fall (a ``\\r`` stays with its line)."""
-    buffer = b""
-    for chunk in chunks:
-        buffer += chunk
-        *complete, buffer = buffer.split(b"\n")
-        yield from complete
-    if buffer:
-        yield buffer
 
 
 def _parse_line(raw: bytes) -> MessageBatchIndividualResponse | None:

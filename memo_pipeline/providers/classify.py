@@ -13,7 +13,7 @@ Every provider result ends up as one ``RequestOutcome``:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -185,6 +185,21 @@ def failed_outcome(
         usage=usage or Usage(),
         stop_reason=stop_reason,
     )
+
+
+def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """JSONL lines from a byte stream, split on ``\\n`` only however the chunks fall.
+
+    A ``\\r`` stays with its line (JSON parsers take it as whitespace), so a ``\\r\\n`` split
+    across two chunks cannot produce an empty or broken line (gotcha G3).
+    """
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        yield from complete
+    if buffer:
+        yield buffer
 
 
 @dataclass(frozen=True)

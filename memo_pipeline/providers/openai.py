@@ -52,6 +52,7 @@ from memo_pipeline.providers.classify import (
     retryable_status,
     setting,
     single_model,
+    split_lines,
     warn_if_uncacheable,
 )
 
@@ -284,22 +285,22 @@ class OpenAIProvider(Provider):
             yield line
 
     def _numbered_lines(self, file_id: str) -> Iterator[tuple[int, dict[str, Any]]]:
-        """(line number, object) for each JSON line of a file; numbers count from 1."""
+        """(line number, object) for each JSON line of a file, streamed; numbers count from 1."""
         try:
-            content = self._client.files.content(file_id)
+            with self._client.files.with_streaming_response.content(file_id) as response:
+                for number, raw in enumerate(split_lines(response.iter_bytes()), start=1):
+                    if not raw.strip():
+                        continue
+                    try:
+                        line = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        # Its id is unreadable; the request shows up as missing (retryable).
+                        log.warning("openai: file %s line %d is not JSON; skipped", file_id, number)
+                        continue
+                    if isinstance(line, dict):
+                        yield number, line
         except openai.APIStatusError as exc:
             raise _call_error(f"download file {file_id}", exc) from exc
-        for number, raw in enumerate(content.content.split(b"\n"), start=1):
-            if not raw.strip():
-                continue
-            try:
-                line = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                # Its id is unreadable; the request shows up as missing (retryable) instead.
-                log.warning("openai: file %s line %d is not JSON; skipped", file_id, number)
-                continue
-            if isinstance(line, dict):
-                yield number, line
 
     def _input_ids(self, file_id: str) -> list[str]:
         return [str(line.get("custom_id")) for line in self._lines(file_id)]
