@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from memo_pipeline.config import REPO_ROOT, Settings
-from memo_pipeline.defs.resources import MemoResource, MemoRuntime
+from memo_pipeline.defs.resources import _RUNTIMES, MemoResource, MemoRuntime
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 EXAMPLES = REPO_ROOT / "examples" / "input"
@@ -40,6 +40,8 @@ def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def session_runtime(session_home: Path) -> MemoRuntime:
     runtime = MemoRuntime(Settings.from_env(memo_home=session_home))
     runtime.urls  # noqa: B018 - start PostgreSQL and migrate once
+    # Resources copied by Dagster find this same runtime through the per-process registry.
+    _RUNTIMES[(str(session_home.resolve()), 0.0)] = runtime
     return runtime
 
 

@@ -16,7 +16,12 @@ from memo_pipeline.defs.partitions import ingest_days
 from memo_pipeline.ingest.loaders import LoadOptions, load
 from memo_pipeline.pipeline.raw import land
 from memo_pipeline.pipeline.stats import partition_stats
-from memo_pipeline.pipeline.submit import SubmitSummary, build_requests, claim_pending, submit_intents
+from memo_pipeline.pipeline.submit import (
+    SubmitSummary,
+    build_requests,
+    claim_pending,
+    submit_intents,
+)
 from memo_pipeline_tests.conftest import EXAMPLES, FIXTURES, shared_data
 
 
@@ -27,9 +32,10 @@ def _run(job: str, day: str, memo, instance) -> None:
     assert result.success
 
 
-def _land(runtime, path, fmt, options=LoadOptions()) -> list[str]:
+def _land(runtime, path, fmt, options: LoadOptions | None = None) -> list[str]:
     with runtime.connection() as conn:
-        summary = land(runtime.settings, conn, load(path, fmt, options), f"{fmt}:{path}")
+        items = load(path, fmt, options or LoadOptions())
+        summary = land(runtime.settings, conn, items, f"{fmt}:{path}")
     return sorted(summary.days)
 
 
@@ -47,7 +53,9 @@ def instance():
         yield inst
 
 
-def test_real_mail_day_flows_through_the_bulk_path_and_reruns_change_nothing(runtime, memo, instance):
+def test_real_mail_day_flows_through_the_bulk_path_and_reruns_change_nothing(
+    runtime, memo, instance
+):
     days = _land(runtime, shared_data("spamassassin_ham", "emails"), "email")
     assert len(days) >= 28
     day = "2002-07-24"
@@ -55,7 +63,9 @@ def test_real_mail_day_flows_through_the_bulk_path_and_reruns_change_nothing(run
 
     _run("bulk_submit_job", day, memo, instance)
     with runtime.connection() as conn:
-        jobs = conn.execute("select * from provider_jobs where partition_day = %s", (day,)).fetchall()
+        jobs = conn.execute(
+            "select * from provider_jobs where partition_day = %s", (day,)
+        ).fetchall()
     assert jobs and all(j["status"] == "submitted" for j in jobs)
 
     _run("bulk_collect_job", day, memo, instance)
@@ -162,6 +172,12 @@ def test_stats_json_is_stable(runtime, memo, instance, capsys):
         os.environ.pop("MEMO_HOME")
     assert first == second
     parsed = json.loads(first)
-    assert set(parsed[days[0]]) == {"records", "requests", "jobs", "memories", "vectors",
-                                    "dead_letters"}
+    assert set(parsed[days[0]]) == {
+        "records",
+        "requests",
+        "jobs",
+        "memories",
+        "vectors",
+        "dead_letters",
+    }
     assert date.fromisoformat(days[0])

@@ -20,8 +20,12 @@ def org():
 
 def _record(i: int, content: str) -> ContentRecord:
     return ContentRecord(
-        source_id=f"s{i}", content=content, identifier=f"p{i}@x.example",
-        source_ts=datetime(2026, 11, 20 + i, 9, i, tzinfo=UTC), kind="email", title=f"t{i}",
+        source_id=f"s{i}",
+        content=content,
+        identifier=f"p{i}@x.example",
+        source_ts=datetime(2026, 11, 20 + i, 9, i, tzinfo=UTC),
+        kind="email",
+        title=f"t{i}",
     )
 
 
@@ -45,7 +49,9 @@ def test_prefix_holds_no_timestamps_or_ids(org):
 
 def test_schema_version_changes_with_the_collection_not_the_provider(org):
     before = schema_version(org, "contacts")
-    other_provider = org.model_copy(update={"provider": org.provider.model_copy(update={"provider": "openai"})})
+    other_provider = org.model_copy(
+        update={"provider": org.provider.model_copy(update={"provider": "openai"})}
+    )
     assert schema_version(other_provider, "contacts") == before
     changed = org.model_copy(deep=True)
     changed.collections["contacts"].instructions += " Also note hobbies."

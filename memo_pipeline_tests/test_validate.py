@@ -76,8 +76,11 @@ def test_invalid_answers_name_the_field(answer, message):
 
 
 def test_offline_extractor_answers_validate_for_the_example_input():
-    records = [r for r in load(REPO_ROOT / "examples" / "input", "jsonl", LoadOptions())
-               if isinstance(r, ContentRecord)]
+    records = [
+        r
+        for r in load(REPO_ROOT / "examples" / "input", "jsonl", LoadOptions())
+        if isinstance(r, ContentRecord)
+    ]
     assert len(records) >= 30
     memories = 0
     for record in records:
@@ -90,7 +93,9 @@ def test_offline_extractor_answers_validate_for_the_example_input():
 
 def test_offline_extractor_finds_the_sender():
     record = ContentRecord(
-        source_id="x", identifier="dana.okafor@northwind.example", kind="email",
+        source_id="x",
+        identifier="dana.okafor@northwind.example",
+        kind="email",
         source_ts="2026-11-23T10:00:00Z",
         content="From: Dana Okafor <dana.okafor@northwind.example>\n\nI'm the head of data at "
         "Northwind. Call me at (415) 555-0134.",

@@ -41,20 +41,52 @@ class RunReport:
         return not self.failed_runs and not self.incomplete_days
 
 
-def _execute(job_name: str, day: str, memo: MemoResource, instance: DagsterInstance) -> bool:
+MAX_DAYS_PER_RUN = 31
+
+
+def _segments(days: list[str], instance: DagsterInstance) -> list[list[str]]:
+    """Split days into runs of neighbouring keys (in the partition set's order), so that one
+    range run covers exactly the days asked for and nothing else."""
+    order = {key: i for i, key in enumerate(instance.get_dynamic_partitions(ingest_days.name))}
+    wanted = sorted(set(days), key=lambda d: order[d])
+    segments: list[list[str]] = []
+    for day in wanted:
+        if (
+            segments
+            and order[day] == order[segments[-1][-1]] + 1
+            and len(segments[-1]) < MAX_DAYS_PER_RUN
+        ):
+            segments[-1].append(day)
+        else:
+            segments.append([day])
+    return segments
+
+
+def _execute(
+    job_name: str, days: list[str], memo: MemoResource, instance: DagsterInstance
+) -> list[str]:
+    """Run a job over the given days (range runs of neighbouring days); returns failed days."""
     from memo_pipeline.definitions import defs
 
     job = defs.resolve_job_def(job_name)
-    result = job.execute_in_process(
-        partition_key=day,
-        instance=instance,
-        resources={"memo": memo},
-        raise_on_error=False,
-        tags={"memo/launched_by": "memo-pipeline run"},
-    )
-    if not result.success:
-        log.error("%s for %s failed (run %s)", job_name, day, result.run_id)
-    return result.success
+    failed: list[str] = []
+    for segment in _segments(days, instance):
+        tags = {"memo/launched_by": "memo-pipeline run"}
+        kwargs = {}
+        if len(segment) == 1:
+            kwargs["partition_key"] = segment[0]
+        else:
+            tags["dagster/asset_partition_range_start"] = segment[0]
+            tags["dagster/asset_partition_range_end"] = segment[-1]
+        result = job.execute_in_process(
+            instance=instance, resources={"memo": memo}, raise_on_error=False, tags=tags, **kwargs
+        )
+        if not result.success:
+            log.error(
+                "%s for %s..%s failed (run %s)", job_name, segment[0], segment[-1], result.run_id
+            )
+            failed += segment
+    return failed
 
 
 def run_bulk(
@@ -85,10 +117,11 @@ def run_bulk(
     )
 
     instance = DagsterInstance.get()
-    instance.add_dynamic_partitions(ingest_days.name, report.days)
-    for day in report.days:
-        if not _execute("bulk_submit_job", day, memo, instance):
-            report.failed_runs.append(f"bulk_submit_job {day}")
+    known = set(instance.get_dynamic_partitions(ingest_days.name))
+    instance.add_dynamic_partitions(ingest_days.name, [d for d in report.days if d not in known])
+    report.failed_runs += [
+        f"bulk_submit_job {d}" for d in _execute("bulk_submit_job", report.days, memo, instance)
+    ]
 
     pending = set(report.days)
     deadline = time.monotonic() + timeout_seconds
@@ -99,10 +132,9 @@ def run_bulk(
             for day in list(pending):
                 if day not in ready and partition_complete(conn, day):
                     pending.discard(day)
-        for day in ready:
-            if not _execute("bulk_collect_job", day, memo, instance):
-                report.failed_runs.append(f"bulk_collect_job {day}")
-                pending.discard(day)
+        for day in _execute("bulk_collect_job", ready, memo, instance):
+            report.failed_runs.append(f"bulk_collect_job {day}")
+            pending.discard(day)
         if not ready and pending:
             time.sleep(poll_interval)
     # Days whose answers arrived without a job (sync remainders) still need Stage 2.
@@ -115,9 +147,9 @@ def run_bulk(
                 "where r.outcome = 'succeeded' and r.applied_at is null"
             )
         ]
-    for day in unapplied:
-        if not _execute("bulk_collect_job", day, memo, instance):
-            report.failed_runs.append(f"bulk_collect_job {day}")
+    report.failed_runs += [
+        f"bulk_collect_job {d}" for d in _execute("bulk_collect_job", unapplied, memo, instance)
+    ]
     report.incomplete_days = sorted(pending)
     report.seconds = time.monotonic() - started
     return report
