@@ -26,8 +26,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/memo-pipeline run --data "$(DATA)" --format "$(FORMAT)" \
-		$(if $(PROVIDER),--provider $(PROVIDER)) $(if $(EMULATOR),--emulator) $(ARGS)
+	$(if $(EMULATOR),$(BIN)/python scripts/with_emulator.py --) \
+		$(BIN)/memo-pipeline run --data "$(DATA)" --format "$(FORMAT)" \
+		$(if $(PROVIDER),--provider $(PROVIDER)) $(ARGS)
 
 test: setup
 	$(BIN)/ruff check .

@@ -23,6 +23,7 @@ from memo_pipeline.defs.resources import MemoResource, MemoRuntime
 from memo_pipeline.ingest.loaders import LoadOptions, load
 from memo_pipeline.pipeline.collect import partition_complete, poll_open_jobs, ready_partitions
 from memo_pipeline.pipeline.raw import land
+from memo_pipeline.pipeline.submit import released_days
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,12 @@ def run_bulk(
         for day in _execute("bulk_collect_job", ready, memo, instance):
             report.failed_runs.append(f"bulk_collect_job {day}")
             pending.discard(day)
+        with runtime.connection() as conn:
+            released = [r["day"] for r in released_days(conn)]
+        for day in _execute("bulk_submit_job", released, memo, instance):
+            report.failed_runs.append(f"bulk_submit_job {day}")
+            pending.discard(day)
+        ready += released
         if not ready and pending:
             time.sleep(poll_interval)
     # Days whose answers arrived without a job (sync remainders) still need Stage 2.

@@ -237,7 +237,14 @@ def submit_intents(
             ).fetchall()
             provider = registry.get(job["provider"], job["model"])
             requests = build_requests(conn, orgs, rows)
-            handle = provider.find_job(key, requests)
+            known = {
+                r["job_id"]
+                for r in conn.execute(
+                    "select job_id from provider_jobs where provider = %s and job_id is not null",
+                    (job["provider"],),
+                )
+            }
+            handle = provider.find_job(key, requests, exclude_job_ids=known)
             if handle is not None:
                 summary.recovered_jobs += 1
                 log.warning("job %s was already submitted as %s; recorded it", key, handle.job_id)
@@ -276,3 +283,23 @@ def submit_partition(
     claim_pending(conn, registry, orgs, day, summary)
     submit_intents(conn, registry, orgs, day, summary)
     return summary
+
+
+def released_days(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Days holding requests back for a cache-priming job that has since ended.
+
+    Returns each day with the key of the newest ended priming job, so that a run that submits
+    the held requests can be keyed on it.
+    """
+    return conn.execute(
+        "select q.partition_day::text as day, max(p.job_key) as prime_key "
+        "from extraction_requests q join cache_primes p on p.provider = q.provider "
+        "and p.model = q.model and p.prefix_key = q.prefix_key "
+        "join provider_jobs j on j.job_key = p.job_key "
+        "where q.status = 'pending' and q.job_key is null and q.path = 'batch' "
+        "and j.status in ('ended', 'failed', 'collected') "
+        "and not exists (select 1 from cache_primes p2 join provider_jobs j2 using (job_key) "
+        "where p2.provider = q.provider and p2.model = q.model and p2.prefix_key = q.prefix_key "
+        "and j2.status in ('intent', 'submitted')) "
+        "group by 1 order by 1"
+    ).fetchall()

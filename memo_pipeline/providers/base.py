@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -138,8 +138,18 @@ class Provider(ABC):
     def submit_batch(self, job_key: str, requests: Sequence[ProviderRequest]) -> JobHandle:
         """Submit one batch. ``job_key`` is deterministic for the batch's content."""
 
-    def find_job(self, job_key: str, requests: Sequence[ProviderRequest]) -> JobHandle | None:
-        """Find a job already submitted for ``job_key`` (after a crash); None if there is none."""
+    def find_job(
+        self,
+        job_key: str,
+        requests: Sequence[ProviderRequest],
+        *,
+        exclude_job_ids: Collection[str] = (),
+    ) -> JobHandle | None:
+        """Find a job already submitted for ``job_key`` (after a crash); None if there is none.
+
+        ``exclude_job_ids`` are jobs the ledger has already recorded, which can never be the one
+        sought; providers that cannot tag a job with its key use it to tell jobs apart.
+        """
         return None
 
     @abstractmethod

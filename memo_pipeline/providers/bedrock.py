@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -276,7 +276,13 @@ class BedrockProvider(Provider):
         )
         return self._handle(job, len(requests), len(data))
 
-    def find_job(self, job_key: str, requests: Sequence[ProviderRequest]) -> JobHandle | None:
+    def find_job(
+        self,
+        job_key: str,
+        requests: Sequence[ProviderRequest],
+        *,
+        exclude_job_ids: Collection[str] = (),
+    ) -> JobHandle | None:
         """The job named after this job key, if one was created (read-only: creates nothing)."""
         name = job_name(job_key)
         try:

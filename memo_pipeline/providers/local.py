@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,7 +82,13 @@ class LocalProvider(Provider):
             submitted_at=datetime.fromtimestamp(now, UTC),
         )
 
-    def find_job(self, job_key: str, requests: Sequence[ProviderRequest]) -> JobHandle | None:
+    def find_job(
+        self,
+        job_key: str,
+        requests: Sequence[ProviderRequest],
+        *,
+        exclude_job_ids: Collection[str] = (),
+    ) -> JobHandle | None:
         job_id = "local-" + hashlib.sha256(job_key.encode()).hexdigest()[:20]
         meta = self._job_dir(job_id) / "job.json"
         if not meta.exists():

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -215,7 +215,13 @@ class OpenAIProvider(Provider):
         log.info("openai: submitted batch %s (%s, %d requests)", batch.id, job_key, len(requests))
         return self._handle(batch, len(requests), len(data), model)
 
-    def find_job(self, job_key: str, requests: Sequence[ProviderRequest]) -> JobHandle | None:
+    def find_job(
+        self,
+        job_key: str,
+        requests: Sequence[ProviderRequest],
+        *,
+        exclude_job_ids: Collection[str] = (),
+    ) -> JobHandle | None:
         """The newest batch whose metadata carries this job key (scans up to 1,000 batches)."""
         wanted = _metadata_key(job_key)
         try:

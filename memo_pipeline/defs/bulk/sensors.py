@@ -19,9 +19,10 @@ from dagster import (
     sensor,
 )
 
-from memo_pipeline.defs.bulk.jobs import bulk_collect_job
+from memo_pipeline.defs.bulk.jobs import bulk_collect_job, bulk_submit_job
 from memo_pipeline.defs.resources import MemoResource
 from memo_pipeline.pipeline.collect import poll_open_jobs, ready_partitions
+from memo_pipeline.pipeline.submit import released_days
 
 POLL_LIMIT = 25
 
@@ -32,10 +33,10 @@ def collection_run_key(day: str, job_keys: list[str]) -> str:
 
 
 @sensor(
-    job=bulk_collect_job,
+    jobs=[bulk_collect_job, bulk_submit_job],
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Polls open provider jobs; requests collection of a day once all its jobs ended.",
+    description="Polls open provider jobs; collects a day once all its jobs ended.",
 )
 def batch_completion_sensor(
     context: SensorEvaluationContext, memo: MemoResource
@@ -44,12 +45,13 @@ def batch_completion_sensor(
     with rt.connection() as conn:
         polled = poll_open_jobs(conn, rt.registry, limit=POLL_LIMIT)
         ready = ready_partitions(conn)
+        released = released_days(conn)
     cursor = json.dumps(
         {"polled": polled.polled, "ended": len(polled.ended), "ready": len(ready)}, sort_keys=True
     )
     for error in polled.errors:
         context.log.warning("poll failed: %s", error)
-    if not ready:
+    if not ready and not released:
         context.update_cursor(cursor)
         return SkipReason(
             f"polled {polled.polled} open jobs ({len(polled.ended)} ended, "
@@ -63,6 +65,15 @@ def batch_completion_sensor(
                 tags={"memo/ended_jobs": str(len(r["job_keys"]))},
             )
             for r in ready
+        ]
+        + [
+            # Requests held back while a cache-priming batch ran can go now.
+            RunRequest(
+                run_key=f"release:{r['day']}:{r['prime_key']}",
+                partition_key=r["day"],
+                job_name=bulk_submit_job.name,
+            )
+            for r in released
         ],
         cursor=cursor,
     )
