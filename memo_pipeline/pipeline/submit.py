@@ -10,6 +10,7 @@ job for that key exists (``Provider.find_job``) and only if not is the batch sub
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 # Rough wire overhead per request beyond the prompt text: the answer schema, roles, ids.
 REQUEST_OVERHEAD_BYTES = 4096
 PRIME_TTL = timedelta(minutes=55)
+CRASH_HOOK = "MEMO_TEST_CRASH"
 
 
 @dataclass
@@ -250,6 +252,10 @@ def submit_intents(
                 log.warning("job %s was already submitted as %s; recorded it", key, handle.job_id)
             else:
                 handle = provider.submit_batch(key, requests)
+                if os.environ.get(CRASH_HOOK) == "after-provider-call":
+                    # Test hook: die between the provider accepting the job and the ledger
+                    # recording it, the window the intent row exists for.
+                    os._exit(86)
             conn.execute(
                 "update provider_jobs set job_id = %s, status = 'submitted', submitted_at = %s, "
                 "console_url = %s, bytes = %s where job_key = %s",
