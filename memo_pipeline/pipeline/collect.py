@@ -11,6 +11,7 @@ retries (and any requests held back for cache priming) as new jobs for the same 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -20,6 +21,7 @@ from memo_pipeline.pipeline.outcomes import OutcomeCounts, record_outcome, sched
 from memo_pipeline.pipeline.registry import ProviderRegistry
 from memo_pipeline.pipeline.submit import SubmitSummary, submit_partition
 from memo_pipeline.providers.base import JobState, Outcome, RequestOutcome
+from memo_pipeline.providers.bedrock_events import JobEvent
 from memo_pipeline.schema.collections import OrgSpec
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,28 @@ def mark_job_state(
         "coalesce(ended_at, now()) end where job_key = %s and status = 'submitted'",
         (new_status, provider_status, message, new_status, job_key),
     )
+
+
+def apply_job_events(conn: psycopg.Connection, events: Iterable[JobEvent]) -> list[str]:
+    """Record pushed job state changes; returns the keys of jobs they ended. An event for a job
+    the ledger does not know is logged and dropped."""
+    ended: list[str] = []
+    for event in events:
+        row = conn.execute(
+            "select job_key, status from provider_jobs where provider = 'bedrock' and job_id = %s",
+            (event.job_arn,),
+        ).fetchone()
+        if row is None:
+            log.warning(
+                "job event for unknown Bedrock job %s (%s) dropped", event.job_arn, event.status
+            )
+            continue
+        if event.state is JobState.IN_PROGRESS:
+            continue
+        mark_job_state(conn, row["job_key"], event.state, event.status, event.message)
+        ended.append(row["job_key"])
+    conn.commit()
+    return ended
 
 
 def ready_partitions(conn: psycopg.Connection) -> list[dict]:

@@ -21,10 +21,23 @@ from dagster import (
 
 from memo_pipeline.defs.bulk.jobs import bulk_collect_job, bulk_submit_job
 from memo_pipeline.defs.resources import MemoResource
-from memo_pipeline.pipeline.collect import poll_open_jobs, ready_partitions
+from memo_pipeline.pipeline.collect import apply_job_events, poll_open_jobs, ready_partitions
 from memo_pipeline.pipeline.submit import released_days
+from memo_pipeline.providers.bedrock_events import JobEvent, JobEventQueue
 
 POLL_LIMIT = 25
+
+
+def _pushed_events(context: SensorEvaluationContext, rt) -> list[JobEvent]:
+    """Bedrock job events from the configured queue; a queue problem only costs latency."""
+    queue = JobEventQueue.from_config(rt.registry.config("bedrock"))
+    if queue is None:
+        return []
+    try:
+        return queue.drain(max_messages=POLL_LIMIT)
+    except Exception as exc:  # noqa: BLE001 - polling remains the safety net
+        context.log.warning("could not read Bedrock job events: %s", exc.__class__.__name__)
+        return []
 
 
 def collection_run_key(day: str, job_keys: list[str]) -> str:
@@ -43,6 +56,9 @@ def batch_completion_sensor(
 ) -> SensorResult | SkipReason:
     rt = memo.runtime
     with rt.connection() as conn:
+        pushed = _pushed_events(context, rt)
+        if pushed:
+            apply_job_events(conn, pushed)
         polled = poll_open_jobs(conn, rt.registry, limit=POLL_LIMIT)
         ready = ready_partitions(conn)
         released = released_days(conn)
