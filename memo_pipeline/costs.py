@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -184,8 +184,10 @@ class PriceTable(BaseModel):
         """Validate a parsed price file; errors name ``origin``, the provider and the model."""
         if not isinstance(data, Mapping) or set(data) != {"providers"}:
             raise ConfigError(f"{origin}: a price file holds one top-level key, 'providers'")
+        if not isinstance(data["providers"], Mapping):
+            raise ConfigError(f"{origin}: 'providers' must map provider names to their models")
         table: dict[str, dict[str, ModelPrice]] = {}
-        for provider, models in (data["providers"] or {}).items():
+        for provider, models in data["providers"].items():
             if not isinstance(models, Mapping):
                 raise ConfigError(f"{origin}: providers.{provider} must map model names to prices")
             table[provider] = {}
@@ -396,7 +398,7 @@ class CostTotals:
 
     @property
     def ratio(self) -> float | None:
-        """Realised / counterfactual (0.33 = a third of the sync price); None if nothing to compare."""
+        """Realised / counterfactual (0.33: a third of the sync price); None without one."""
         if not self.counterfactual_usd:
             return None
         return float(self.realised_usd / self.counterfactual_usd)
@@ -453,13 +455,8 @@ def summarise(lines: Iterable[CostLine], by: Sequence[str] = ("provider", "model
     return CostSummary(by=tuple(by), groups=tuple(groups[k] for k in sorted(groups)), total=total)
 
 
-class WorkloadRequest(NamedTuple):
-    """One planned request: the prefix it shares, and its own token counts."""
-
-    prefix_key: str
-    prefix_tokens: int
-    record_tokens: int
-    output_tokens: int
+PlannedRequest = tuple[str, int, int, int]
+"""One planned request: ``(prefix_key, prefix_tokens, record_tokens, output_tokens)``."""
 
 
 def _write_usage(ttl: str, prefix: int, record: int, output: int) -> Usage:
@@ -469,7 +466,7 @@ def _write_usage(ttl: str, prefix: int, record: int, output: int) -> Usage:
 
 
 def _cached_cost(
-    requests: Iterable[tuple[str, int, int, int]],
+    requests: Iterable[PlannedRequest],
     price: ModelPrice,
     cache_ttl: str,
     min_cacheable_tokens: int,
@@ -501,7 +498,7 @@ def _cached_cost(
 
 
 def _uncached_cost(
-    requests: Iterable[tuple[str, int, int, int]], price: ModelPrice, path: BillingPath
+    requests: Iterable[PlannedRequest], price: ModelPrice, path: BillingPath
 ) -> Decimal:
     return sum(
         (
@@ -513,7 +510,7 @@ def _uncached_cost(
 
 
 def floor_ratio(
-    workload: Sequence[tuple[str, int, int, int]],
+    workload: Sequence[PlannedRequest],
     price: ModelPrice,
     cache_ttl: str,
     min_cacheable_tokens: int = 0,
@@ -573,7 +570,7 @@ class Forecast:
 
 
 def forecast(
-    requests: Sequence[tuple[str, int, int, int]],
+    requests: Sequence[PlannedRequest],
     provider: str,
     model: str,
     price: ModelPrice,
@@ -648,11 +645,16 @@ def forecast(
 
 
 def format_usd(amount: Decimal | float) -> str:
-    """``$1,234.57``; amounts under a cent keep their first significant digits (``$0.0042``)."""
+    """``$1,234.57`` from a dollar up; below it four significant digits (``$0.007285``)."""
     value = Decimal(str(amount))
-    if value and abs(value) < Decimal("0.01"):
-        return "$" + f"{value:.6f}".rstrip("0")
-    return f"${value:,.2f}"
+    sign, value = ("-" if value < 0 else ""), abs(value)
+    if not value or value >= 1:
+        return f"{sign}${value:,.2f}"
+    places = max(2, 3 - value.adjusted())
+    digits = f"{value:.{places}f}".rstrip("0")
+    if len(digits.partition(".")[2]) < 2:
+        digits = f"{value:.2f}"
+    return f"{sign}${digits}"
 
 
 @dataclass(frozen=True)
