@@ -9,6 +9,7 @@ import os
 import sys
 import warnings
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 from memo_pipeline.config import Settings
@@ -104,6 +105,71 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forecast(args: argparse.Namespace) -> int:
+    from memo_pipeline.ingest.loaders import LoadError, load
+    from memo_pipeline.pipeline.costs_ledger import PlannedItem, forecast_items, forecast_markdown
+    from memo_pipeline.pipeline.plan import Planner
+    from memo_pipeline.pipeline.registry import ProviderRegistry
+
+    if args.provider:
+        os.environ["MEMO_PROVIDER"] = args.provider
+    settings = Settings.from_env()
+    data = Path(args.data)
+    if not data.exists():
+        log.error("input %s does not exist", data)
+        return 2
+    registry = ProviderRegistry(settings)
+    planner = Planner(registry)
+    items, errors = [], 0
+    for item in load(data, args.format, _load_options(args)):
+        if isinstance(item, LoadError):
+            errors += 1
+            log.warning("not forecast: %s", item)
+            continue
+        org = settings.orgs.get(item.org)
+        if org is None or item.collection not in org.collections:
+            errors += 1
+            log.warning(
+                "not forecast: record %s: unknown org/collection %s/%s",
+                item.source_id,
+                item.org,
+                item.collection,
+            )
+            continue
+        plan = planner.plan(org, item)
+        items.append(
+            PlannedItem(
+                item.partition_day,
+                org.org,
+                item.collection,
+                plan.provider,
+                plan.model,
+                plan.prompt.prefix_key,
+                plan.prefix_tokens,
+                plan.record_tokens,
+            )
+        )
+    forecasts = forecast_items(items, registry, settings.prices)
+    priced = [f.forecast for f in forecasts if f.forecast is not None]
+    totals = {
+        mode: str(sum((f.cost(mode) for f in priced), Decimal(0)))
+        for mode in ("sync", "async", "bulk", "bulk_cached")
+    }
+    print(forecast_markdown(forecasts))
+    print(
+        json.dumps(
+            {
+                "records": len(items),
+                "not_forecast": errors,
+                "total_usd": totals,
+                "forecasts": [f.row() for f in forecasts],
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from memo_pipeline.defs.instance import prepare_instance
     from memo_pipeline.defs.resources import MemoRuntime
@@ -145,6 +211,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--manifest", default=None, help="CSV giving dates for undated input")
     run.add_argument("--timeout", type=float, default=3600)
     run.set_defaults(func=cmd_run)
+
+    forecast = sub.add_parser(
+        "forecast", help="estimate what extracting the input costs in each mode (no database)"
+    )
+    forecast.add_argument("--data", required=True)
+    forecast.add_argument("--format", default="jsonl")
+    forecast.add_argument("--provider", default=None, help="route every org to this provider")
+    forecast.add_argument("--org", default="acme")
+    forecast.add_argument("--collection", default=None)
+    forecast.add_argument("--start-date", default=None, help="date for undated input (YYYY-MM-DD)")
+    forecast.add_argument("--manifest", default=None, help="CSV giving dates for undated input")
+    forecast.set_defaults(func=cmd_forecast)
 
     stats = sub.add_parser("stats", help="per-day counts as JSON")
     stats.set_defaults(func=cmd_stats)

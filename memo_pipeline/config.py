@@ -9,24 +9,30 @@ at import time.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from memo_pipeline.schema.collections import ConfigError, OrgSpec, ProviderChoice, load_orgs
 
+if TYPE_CHECKING:
+    from memo_pipeline.costs import PriceTable
+
 PACKAGE_CONFIG = Path(__file__).resolve().parent / "config"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """An override file over packaged defaults: mappings merge key by key, anything else
+    (null included) replaces."""
     out = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -93,10 +99,27 @@ class Settings:
         config = yaml.safe_load((PACKAGE_CONFIG / "providers.yaml").read_text())["providers"]
         user_file = Path(os.environ.get("MEMO_PROVIDERS_FILE") or self.memo_home / "providers.yaml")
         if user_file.is_file():
-            config = _merge(
+            config = deep_merge(
                 config, (yaml.safe_load(user_file.read_text()) or {}).get("providers", {})
             )
-        return _merge(config, self.provider_overrides)
+        return deep_merge(config, self.provider_overrides)
+
+    @property
+    def prices_file(self) -> Path | None:
+        """The user prices file: ``MEMO_PRICES_FILE``, else ``$MEMO_HOME/prices.yaml`` if it
+        exists, else None (packaged prices only)."""
+        named = os.environ.get("MEMO_PRICES_FILE")
+        if named:
+            return Path(named)
+        user_file = self.memo_home / "prices.yaml"
+        return user_file if user_file.is_file() else None
+
+    @cached_property
+    def prices(self) -> PriceTable:
+        """The packaged price table with the user prices file merged over it."""
+        from memo_pipeline.costs import load_prices
+
+        return load_prices(self.prices_file)
 
     def ensure_dirs(self) -> None:
         for path in (self.memo_home, self.landing_dir, self.staging_dir, self.dagster_home):

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from memo_pipeline.config import deep_merge
 from memo_pipeline.providers.base import Usage
 from memo_pipeline.schema.collections import ConfigError
 
@@ -208,17 +209,6 @@ class PriceTable(BaseModel):
         return cls(providers=table)
 
 
-def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep merge: mappings merge key by key, anything else (null included) replaces."""
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
@@ -252,7 +242,7 @@ def load_prices(overrides: Path | None = None) -> PriceTable:
     data = _read_yaml(PACKAGED_PRICES)
     origin = str(PACKAGED_PRICES)
     if overrides is not None:
-        data = _merge(data, _read_yaml(overrides))
+        data = deep_merge(data, _read_yaml(overrides))
         origin = f"{PACKAGED_PRICES} + {overrides}"
     return PriceTable.from_mapping(data, origin)
 

@@ -3,6 +3,7 @@
 from dagster import Definitions
 
 from memo_pipeline.defs.bulk.assets import (
+    extraction_costs,
     extraction_requests,
     extraction_results,
     memories,
@@ -15,7 +16,14 @@ from memo_pipeline.defs.bulk.sensors import batch_completion_sensor
 from memo_pipeline.defs.resources import MemoResource
 
 defs = Definitions(
-    assets=[raw_content, extraction_requests, provider_batches, extraction_results, memories],
+    assets=[
+        raw_content,
+        extraction_requests,
+        provider_batches,
+        extraction_results,
+        memories,
+        extraction_costs,
+    ],
     jobs=[bulk_submit_job, bulk_collect_job],
     sensors=[batch_completion_sensor],
     schedules=[daily_ingest, monthly_reprocessing],

@@ -136,6 +136,7 @@ def collect_partition(
     summary = CollectSummary(day=day)
     # A run started by hand (not by the sensor) still sees jobs that ended since the last tick.
     poll_open_jobs(conn, registry, limit=1000, day=day)
+    prices = registry.settings.prices
     jobs = conn.execute(
         "select * from provider_jobs where partition_day = %s and status in ('ended', 'failed') "
         "and collected_at is null order by job_key",
@@ -178,7 +179,7 @@ def collect_partition(
                     )
                     continue
                 seen.add(outcome.request_id)
-                status = record_outcome(conn, outcome, request, orgs, job["job_key"])
+                status = record_outcome(conn, outcome, request, orgs, job["job_key"], prices)
                 if status == "duplicate":
                     summary.duplicates += 1
                 else:
@@ -190,6 +191,7 @@ def collect_partition(
                     rows[rid],
                     orgs,
                     job["job_key"],
+                    prices,
                 )
                 summary.missing += 1
             conn.execute(

@@ -4,7 +4,9 @@ Shared by the batch collector and the sync path, so that a request's fate does n
 path that answered it: succeeded answers are validated against the collection; invalid answers
 and retryable failures get a new attempt (a repair request carrying the validation errors for
 invalid answers) up to ``MAX_ATTEMPTS``; permanent failures and exhausted retries are
-dead-lettered with the provider's reason.
+dead-lettered with the provider's reason. Every outcome is priced as it is recorded: the
+realised cost from the provider's usage at the rates of the path the request took, and the sync
+counterfactual beside it (see ``costs_ledger``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
+from memo_pipeline.costs import PriceTable
+from memo_pipeline.pipeline.costs_ledger import price_usage, process_prices
 from memo_pipeline.pipeline.ids import request_id
 from memo_pipeline.pipeline.raw import dead_letter
 from memo_pipeline.providers.base import Outcome, RequestOutcome
@@ -44,9 +48,19 @@ def record_outcome(
     request: dict,
     orgs: dict[str, OrgSpec],
     job_key: str | None,
-    costs: tuple[float, float] | None = None,
+    prices: PriceTable | None = None,
 ) -> str:
-    """Store one outcome; returns the status given to the request."""
+    """Store one outcome with its cost; returns the status given to the request.
+
+    An outcome that came out of a provider job (``job_key`` set) billed at batch rates, one
+    without a job was a sync call (the sync and async modes, a below-minimum remainder, a request
+    pulled out of the batch path): that is the path actually taken, whatever
+    ``extraction_requests.path`` said when the request was planned. Failed requests are priced
+    too: a truncated or invalid answer was paid for.
+
+    Args:
+        prices: the price table; None loads the process's table once (``process_prices``).
+    """
     status = outcome.outcome.value
     error = outcome.error
     answer = None
@@ -59,7 +73,13 @@ def record_outcome(
             status = "invalid"
             error = "; ".join(exc.errors[:20])
     usage = outcome.usage
-    realised, counterfactual = costs if costs else (None, None)
+    realised, counterfactual = price_usage(
+        prices or process_prices(),
+        request["provider"],
+        request["model"],
+        usage,
+        "batch" if job_key is not None else "sync",
+    )
     inserted = conn.execute(
         "insert into request_results (request_id, job_key, outcome, error, answer, stop_reason, "
         "input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, "

@@ -5,6 +5,12 @@ over the exact request set) and committing, before the provider is called. The c
 holding a row lock on the intent; a second submitter blocks on the lock and then sees the job id.
 An intent left without a job id by a crash is reconciled first: the provider is asked whether a
 job for that key exists (``Provider.find_job``) and only if not is the batch submitted.
+
+Spend guard: before requests are claimed (into a job or onto the sync path), their cost is
+forecast and added to what their org has spent or committed today (``costs_ledger.spent_on``);
+if that would exceed the org's ``daily_budget_usd`` the requests are held: they stay pending,
+with the guard's message as their reason, and the next submission for the day (after the budget
+is raised, or on the next UTC day) claims them.
 """
 
 from __future__ import annotations
@@ -14,11 +20,14 @@ import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import psycopg
 
+from memo_pipeline.costs import BillingPath, PriceNotFound, PriceTable, SpendGuard
+from memo_pipeline.pipeline.costs_ledger import request_forecast_usd, spent_on
 from memo_pipeline.pipeline.ids import job_key as make_job_key
 from memo_pipeline.pipeline.outcomes import record_outcome
 from memo_pipeline.pipeline.plan import prompt_content, record_from_row
@@ -44,6 +53,8 @@ class SubmitSummary:
     sync_requests: int = 0
     recovered_jobs: int = 0
     waiting_below_minimum: int = 0
+    held_for_budget: int = 0
+    budget_messages: list[str] = field(default_factory=list)
 
 
 def build_requests(
@@ -149,6 +160,7 @@ def _run_sync(
     rows: dict[str, dict[str, Any]],
     orgs: dict[str, OrgSpec],
     reason: str,
+    prices: PriceTable,
 ) -> int:
     for request in requests:
         conn.execute(
@@ -157,8 +169,73 @@ def _run_sync(
             (reason, request.request_id),
         )
         outcome = provider.call_sync(request)
-        record_outcome(conn, outcome, rows[request.request_id], orgs, job_key=None)
+        record_outcome(conn, outcome, rows[request.request_id], orgs, job_key=None, prices=prices)
     return len(requests)
+
+
+@dataclass(frozen=True)
+class _Budget:
+    """What the spend guard needs in one claim step."""
+
+    orgs: dict[str, OrgSpec]
+    prices: PriceTable
+    today: date
+
+
+def _within_budget(
+    conn: psycopg.Connection,
+    budget: _Budget,
+    rows: Sequence[dict[str, Any]],
+    path: BillingPath,
+    summary: SubmitSummary,
+) -> bool:
+    """Check the org's daily budget before spending on ``rows``; stamp their forecast if allowed.
+
+    Held rows stay pending with the guard's message as their reason.
+    """
+    org = budget.orgs[rows[0]["org_id"]]
+    try:
+        costs = [
+            request_forecast_usd(
+                budget.prices,
+                r["provider"],
+                r["model"],
+                r["est_prefix_tokens"] + r["est_record_tokens"],
+                r["est_record_tokens"],
+                path,
+            )
+            for r in rows
+        ]
+    except PriceNotFound as exc:
+        if org.daily_budget_usd is None:
+            return True
+        message = f"held: cannot check org {org.org}'s daily budget: {exc}"
+    else:
+        forecast_usd = sum(costs, Decimal(0))
+        decision = SpendGuard.check(
+            org.org,
+            budget.today,
+            forecast_usd,
+            spent_on(conn, org.org, budget.today) if org.daily_budget_usd is not None else 0,
+            org.daily_budget_usd,
+        )
+        if decision.allowed:
+            conn.execute(
+                "update extraction_requests q set forecast_usd = v.usd "
+                "from unnest(%s::text[], %s::numeric[]) as v(id, usd) where q.request_id = v.id",
+                ([r["request_id"] for r in rows], costs),
+            )
+            return True
+        message = decision.message
+    message = f"{len(rows)} {rows[0]['provider']} requests of {rows[0]['partition_day']} {message}"
+    log.warning("%s", message)
+    summary.held_for_budget += len(rows)
+    summary.budget_messages.append(message)
+    conn.execute(
+        "update extraction_requests set reason = %s, updated_at = now() where request_id = any(%s)",
+        (message, [r["request_id"] for r in rows]),
+    )
+    return False
 
 
 def claim_pending(
@@ -167,47 +244,62 @@ def claim_pending(
     orgs: dict[str, OrgSpec],
     day: str,
     summary: SubmitSummary,
+    today: date | None = None,
 ) -> None:
-    """Turn a day's unclaimed pending requests into job intents (one transaction)."""
+    """Turn a day's unclaimed pending requests into job intents (one transaction).
+
+    ``today`` is the UTC day whose budget the spend counts against (the current one unless
+    given).
+    """
+    budget = _Budget(orgs, registry.settings.prices, today or datetime.now(UTC).date())
     with conn.transaction():
         rows = conn.execute(
             "select * from extraction_requests where partition_day = %s and status = 'pending' "
             "and job_key is null and path = 'batch' "
-            "order by provider, model, prefix_key, request_id for update skip locked",
+            "order by org_id, provider, model, prefix_key, request_id for update skip locked",
             (day,),
         ).fetchall()
-        groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+        groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
-            groups[(row["provider"], row["model"], row["prefix_key"])].append(row)
-        for (provider_name, model, prefix_key), group in groups.items():
+            groups[(row["org_id"], row["provider"], row["model"], row["prefix_key"])].append(row)
+        for (_, provider_name, model, prefix_key), group in groups.items():
             provider = registry.get(provider_name, model)
             config = registry.config(provider_name)
-            requests = build_requests(conn, orgs, group)
-            by_id = {r["request_id"]: r for r in group}
+            minimum = provider.limits.min_requests_per_batch
             if config.get("prime_cache"):
                 state = _prime_state(conn, provider_name, model, prefix_key)
                 if state == "priming":
-                    summary.held_for_priming += len(requests)
+                    summary.held_for_priming += len(group)
                     continue
-                if state == "cold" and len(requests) > 1:
-                    _claim(conn, provider, model, day, requests[:1], True, prefix_key)
-                    summary.held_for_priming += len(requests) - 1
+                # A priming job must itself meet the provider's minimum job size.
+                primer = max(1, minimum)
+                if state == "cold" and len(group) > primer:
+                    if _within_budget(conn, budget, group[:primer], "batch", summary):
+                        requests = build_requests(conn, orgs, group[:primer])
+                        _claim(conn, provider, model, day, requests, True, prefix_key)
+                        summary.held_for_priming += len(group) - primer
+                    else:
+                        summary.held_for_budget += len(group) - primer
                     continue
-            minimum = provider.limits.min_requests_per_batch
-            if len(requests) < minimum:
+            if len(group) < minimum:
                 if config.get("remainder_policy", "sync") == "wait":
-                    summary.waiting_below_minimum += len(requests)
+                    summary.waiting_below_minimum += len(group)
+                    continue
+                if not _within_budget(conn, budget, group, "sync", summary):
                     continue
                 summary.sync_requests += _run_sync(
                     conn,
                     provider,
-                    requests,
-                    by_id,
+                    build_requests(conn, orgs, group),
+                    {r["request_id"]: r for r in group},
                     orgs,
-                    f"{len(requests)} requests are below the {minimum}-request batch minimum",
+                    f"{len(group)} requests are below the {minimum}-request batch minimum",
+                    budget.prices,
                 )
                 continue
-            for batch in pack(requests, provider):
+            if not _within_budget(conn, budget, group, "batch", summary):
+                continue
+            for batch in pack(build_requests(conn, orgs, group), provider):
                 _claim(conn, provider, model, day, batch, False, prefix_key)
 
 
@@ -283,10 +375,14 @@ def submit_intents(
 
 
 def submit_partition(
-    conn: psycopg.Connection, registry: ProviderRegistry, orgs: dict[str, OrgSpec], day: str
+    conn: psycopg.Connection,
+    registry: ProviderRegistry,
+    orgs: dict[str, OrgSpec],
+    day: str,
+    today: date | None = None,
 ) -> SubmitSummary:
     summary = SubmitSummary(day=day)
-    claim_pending(conn, registry, orgs, day, summary)
+    claim_pending(conn, registry, orgs, day, summary, today)
     submit_intents(conn, registry, orgs, day, summary)
     return summary
 

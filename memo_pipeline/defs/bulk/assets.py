@@ -13,14 +13,22 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     BackfillPolicy,
+    Config,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
+from memo_pipeline.costs import cost_markdown, format_usd
 from memo_pipeline.defs.partitions import ingest_days
 from memo_pipeline.defs.resources import MemoResource
 from memo_pipeline.pipeline.collect import collect_partition
+from memo_pipeline.pipeline.costs_ledger import (
+    cost_report,
+    forecast_items,
+    forecast_markdown,
+    planned_items,
+)
 from memo_pipeline.pipeline.plan import plan_partition
 from memo_pipeline.pipeline.raw import load_partition
 from memo_pipeline.pipeline.store import store_counts, store_partition
@@ -77,10 +85,17 @@ def extraction_requests(context: AssetExecutionContext, memo: MemoResource) -> M
     collection's cached static prefix. Content already extracted is skipped."""
     rt = memo.runtime
     started = time.monotonic()
-    rows = []
+    rows, forecasts = [], []
     with rt.connection() as conn:
         for day in context.partition_keys:
             s = plan_partition(conn, rt.registry, rt.orgs, day)
+            day_forecasts = forecast_items(
+                planned_items(conn, day), rt.registry, rt.settings.prices
+            )
+            forecasts += day_forecasts
+            for f in day_forecasts:
+                for warning in f.forecast.warnings if f.forecast else [f.error]:
+                    context.log.warning("%s %s: %s", day, f.org, warning)
             rows.append(
                 {
                     "day": day,
@@ -98,6 +113,7 @@ def extraction_requests(context: AssetExecutionContext, memo: MemoResource) -> M
                 s.already_planned,
                 s.reused,
             )
+    priced = [f.forecast for f in forecasts if f.forecast is not None]
     return MaterializeResult(
         metadata={
             "planned": sum(r["planned"] for r in rows),
@@ -105,6 +121,11 @@ def extraction_requests(context: AssetExecutionContext, memo: MemoResource) -> M
             "reused_answers": sum(r["reused"] for r in rows),
             "seconds": round(time.monotonic() - started, 3),
             "by_day": _md_table(rows, ["day", "records", "planned", "already_planned", "reused"]),
+            "forecast_sync_usd": float(sum(f.cost("sync") for f in priced)),
+            "forecast_bulk_cached_usd": float(sum(f.cost("bulk_cached") for f in priced)),
+            # Estimated before anything is submitted, from the offline token estimate.
+            "forecast": MetadataValue.md(forecast_markdown(forecasts)),
+            "forecast_json": MetadataValue.json([f.row() for f in forecasts][:200]),
         }
     )
 
@@ -116,25 +137,35 @@ def provider_batches(context: AssetExecutionContext, memo: MemoResource) -> Mate
     ``batch_completion_sensor``, never here."""
     rt = memo.runtime
     started = time.monotonic()
-    jobs, held, sync = [], 0, 0
+    jobs, held, sync, over_budget, budget_messages = [], 0, 0, 0, []
     with rt.connection() as conn:
         for day in context.partition_keys:
             s = submit_partition(conn, rt.registry, rt.orgs, day)
             jobs += s.jobs
             held += s.held_for_priming
             sync += s.sync_requests
+            over_budget += s.held_for_budget
+            budget_messages += s.budget_messages
             context.log.info(
-                "%s: %d jobs, %d requests submitted, %d held for cache priming",
+                "%s: %d jobs, %d requests submitted, %d held for cache priming, "
+                "%d held by the daily budget",
                 day,
                 len(s.jobs),
                 s.submitted_requests,
                 s.held_for_priming,
+                s.held_for_budget,
             )
+            for message in s.budget_messages:
+                context.log.warning("%s: %s", day, message)
     return MaterializeResult(
         metadata={
             "jobs_submitted": len(jobs),
             "requests_submitted": sum(j["requests"] for j in jobs),
             "held_for_priming": held,
+            "held_for_budget": over_budget,
+            "budget": MetadataValue.md(
+                "\n".join(f"- {m}" for m in budget_messages) or "no request held by a budget"
+            ),
             "sync_requests": sync,
             "job_ids": MetadataValue.json([j["job_id"] for j in jobs][:100]),
             "jobs": _md_table(
@@ -302,6 +333,95 @@ def memories(context: AssetExecutionContext, memo: MemoResource) -> MaterializeR
                 passed=not mismatches,
                 severity=AssetCheckSeverity.ERROR,
                 metadata={"days_disagreeing": MetadataValue.json(mismatches)},
+            )
+        ],
+    )
+
+
+class CostReportConfig(Config):
+    """Settings of ``extraction_costs``."""
+
+    # Below this share of provider-answered requests reading their prefix from the cache, the
+    # cache_hit_rate check warns: with priming, only the first request of a prefix should miss.
+    min_cache_hit_rate: float = 0.5
+
+
+@asset(
+    **COMMON,
+    deps=[memories],
+    kinds={"postgres"},
+    check_specs=[
+        AssetCheckSpec(
+            "cache_hit_rate",
+            asset="extraction_costs",
+            blocking=False,
+            description="Enough provider-answered requests read their static prefix from the "
+            "prompt cache (threshold: min_cache_hit_rate in the run config).",
+        )
+    ],
+)
+def extraction_costs(
+    context: AssetExecutionContext, memo: MemoResource, config: CostReportConfig
+) -> MaterializeResult:
+    """What the day's extraction cost: realised USD from provider-reported usage at the rates of
+    the path taken, beside the same tokens on the sync API with no cache, per provider, model and
+    path, with the cache hit rate and the day's forecast. Read from the cost ledger; re-runs
+    change nothing."""
+    rt = memo.runtime
+    days = list(context.partition_keys)
+    with rt.connection() as conn:
+        report = cost_report(
+            conn, rt.registry, rt.settings.prices, days, rt.settings.memo_home / "reports"
+        )
+    total = report.summary.total
+    rate = report.cache_hit_rate
+    day_rows = [
+        {
+            "day": g.key[0],
+            "requests": g.requests,
+            "realised": format_usd(g.realised_usd),
+            "sync counterfactual": format_usd(g.counterfactual_usd),
+            "ratio": "–" if g.ratio is None else f"{g.ratio:.3f}",
+            "forecast (bulk + cache)": format_usd(report.forecast_bulk_cached.get(g.key[0], 0)),
+        }
+        for g in report.by_day.groups
+    ]
+    context.log.info(
+        "%s: realised %s vs sync counterfactual %s (ratio %s), cache hit rate %s",
+        ", ".join(days) if len(days) < 5 else f"{len(days)} days",
+        format_usd(total.realised_usd),
+        format_usd(total.counterfactual_usd),
+        "–" if total.ratio is None else f"{total.ratio:.3f}",
+        "–" if rate is None else f"{rate:.1%}",
+    )
+    if report.unpriced:
+        context.log.warning(
+            "%d outcomes have no price; add their models to prices.yaml", report.unpriced
+        )
+    return MaterializeResult(
+        metadata={
+            "realised_usd": float(total.realised_usd),
+            "counterfactual_usd": float(total.counterfactual_usd),
+            "saving_usd": float(total.saving_usd),
+            "ratio": total.ratio,
+            "cache_hit_rate": rate,
+            "requests": total.requests,
+            "unpriced_requests": report.unpriced,
+            "by_provider_model_path": MetadataValue.md(cost_markdown(report.summary)),
+            "by_day": _md_table(day_rows, list(day_rows[0]) if day_rows else ["day"]),
+            "chart": MetadataValue.md(report.chart_markdown()),
+            "chart_file": MetadataValue.path(str(report.chart)),
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name="cache_hit_rate",
+                passed=rate is None or rate >= config.min_cache_hit_rate,
+                severity=AssetCheckSeverity.WARN,
+                metadata={
+                    "cache_hit_rate": rate,
+                    "min_cache_hit_rate": config.min_cache_hit_rate,
+                    "requests_answered": total.requests,
+                },
             )
         ],
     )

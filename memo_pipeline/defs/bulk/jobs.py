@@ -3,6 +3,7 @@
 from dagster import AssetSelection, define_asset_job
 
 from memo_pipeline.defs.bulk.assets import (
+    extraction_costs,
     extraction_requests,
     extraction_results,
     memories,
@@ -20,7 +21,8 @@ bulk_submit_job = define_asset_job(
 
 bulk_collect_job = define_asset_job(
     "bulk_collect_job",
-    selection=AssetSelection.assets(extraction_results, memories),
+    selection=AssetSelection.assets(extraction_results, memories, extraction_costs),
     partitions_def=ingest_days,
-    description="Collect a day's ended provider jobs and store their answers through Stage 2.",
+    description="Collect a day's ended provider jobs, store their answers through Stage 2 and "
+    "report what they cost.",
 )

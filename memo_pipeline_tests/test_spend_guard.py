@@ -1,0 +1,166 @@
+"""The spend guard in the claim step, on the real embedded PostgreSQL with the local provider:
+work whose forecast would take an org past its ``daily_budget_usd`` is held (pending, with the
+guard's message as its reason, in the summary and in the ``provider_batches`` run log and
+metadata) until the budget is raised or the next UTC day; claimed work counts its forecast as
+committed spend until its realised cost arrives; an org without a budget is never held.
+
+Leaves out: ``SpendGuard.check``'s arithmetic and wording (test_costs).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+from dagster import AssetKey, DagsterInstance
+
+from memo_pipeline.config import REPO_ROOT, Settings
+from memo_pipeline.definitions import defs
+from memo_pipeline.defs.partitions import ingest_days
+from memo_pipeline.defs.resources import _RUNTIMES, MemoResource, MemoRuntime
+from memo_pipeline.pipeline.collect import collect_partition
+from memo_pipeline.pipeline.costs_ledger import spent_on
+from memo_pipeline.pipeline.plan import plan_partition
+from memo_pipeline.pipeline.raw import land, load_partition
+from memo_pipeline.pipeline.submit import submit_partition
+from memo_pipeline.records import ContentRecord
+
+DAY = "2026-11-30"
+OTHER_DAY = "2026-11-29"
+
+
+def records(day: str, count: int = 6) -> list[ContentRecord]:
+    return [
+        ContentRecord(
+            source_id=f"budget-{day}-{i}",
+            identifier=f"buyer{i}@globex.example",
+            kind="email",
+            source_ts=datetime.fromisoformat(f"{day}T10:00:{i:02d}+00:00"),
+            content=f"From: Buyer {i} <buyer{i}@globex.example>\n\nI run purchasing at Globex "
+            f"Corp and we sign the renewal next week. Order {day}-{i}.",
+        )
+        for i in range(count)
+    ]
+
+
+def plan_days(runtime, *days: str) -> None:
+    with runtime.connection() as conn:
+        for day in days:
+            land(runtime.settings, conn, iter(records(day)), f"budget-{day}")
+            load_partition(runtime.settings, conn, runtime.orgs, day)
+            plan_partition(conn, runtime.registry, runtime.orgs, day)
+
+
+def with_budget(orgs, usd: float | None):
+    return {name: org.model_copy(update={"daily_budget_usd": usd}) for name, org in orgs.items()}
+
+
+def request_rows(conn, day: str):
+    return conn.execute(
+        "select status, job_key, reason, forecast_usd from extraction_requests "
+        "where partition_day = %s",
+        (day,),
+    ).fetchall()
+
+
+def test_work_over_the_budget_is_held_until_the_budget_is_raised(runtime):
+    plan_days(runtime, DAY)
+    today = datetime.now(UTC).date()
+    with runtime.connection() as conn:
+        held = submit_partition(conn, runtime.registry, with_budget(runtime.orgs, 0.0005), DAY)
+        rows = request_rows(conn, DAY)
+        assert held.held_for_budget == 6 and not held.jobs
+        assert all(r["status"] == "pending" and r["job_key"] is None for r in rows)
+        assert all(r["forecast_usd"] is None for r in rows)
+        (message,) = held.budget_messages
+        assert message.startswith(f"6 local requests of {DAY} held: forecast $0.00")
+        assert "of its $0.0005 daily budget" in message
+        assert "raise daily_budget_usd or wait for the next day" in message
+        assert {r["reason"] for r in rows} == {message}
+        assert conn.execute("select count(*) as n from provider_jobs").fetchone()["n"] == 0
+        assert spent_on(conn, "acme", today) == 0
+
+        submitted = submit_partition(conn, runtime.registry, with_budget(runtime.orgs, 1.0), DAY)
+        rows = request_rows(conn, DAY)
+        assert submitted.held_for_budget == 0 and submitted.submitted_requests == 6
+        assert all(r["status"] == "submitted" for r in rows)
+        committed = sum(r["forecast_usd"] for r in rows)
+        assert committed > Decimal("0.0005")
+        # Until results arrive the forecast is what the org has committed today ...
+        assert spent_on(conn, "acme", today) == committed
+
+        collect_partition(conn, runtime.registry, runtime.orgs, DAY)
+        realised = conn.execute("select sum(realised_usd) as usd from request_results").fetchone()
+        # ... then the realised cost replaces it.
+        assert spent_on(conn, "acme", today) == realised["usd"]
+        assert spent_on(conn, "acme", today + timedelta(days=1)) == 0
+
+
+def test_spend_counts_against_the_utc_day_and_the_next_day_frees_it(runtime):
+    plan_days(runtime, DAY, OTHER_DAY)
+    today = datetime.now(UTC).date()
+    with runtime.connection() as conn:
+        first = submit_partition(conn, runtime.registry, with_budget(runtime.orgs, None), DAY)
+        assert first.submitted_requests == 6 and not first.budget_messages
+        one_day = spent_on(conn, "acme", today)
+        # Room for one more day's work, not two: the second day is held today...
+        orgs = with_budget(runtime.orgs, float(one_day * Decimal("1.5")))
+        second = submit_partition(conn, runtime.registry, orgs, OTHER_DAY, today=today)
+        assert second.held_for_budget == 6
+        assert f"for {today}" in second.budget_messages[0]
+        # ...and goes tomorrow, when today's spend no longer counts.
+        third = submit_partition(
+            conn, runtime.registry, orgs, OTHER_DAY, today=today + timedelta(days=1)
+        )
+        assert third.held_for_budget == 0 and third.submitted_requests == 6
+
+
+@pytest.fixture
+def tight_budget_memo(runtime, tmp_path: Path) -> Iterator[MemoResource]:
+    """The session's database with an acme whose daily budget is a hundredth of a cent.
+
+    Dagster copies resources into a run, so the run finds this runtime through the per-process
+    registry, under a home of its own (the database is the session's).
+    """
+    spec = yaml.safe_load((REPO_ROOT / "config" / "orgs" / "acme.yaml").read_text())
+    spec["daily_budget_usd"] = 0.0001
+    (tmp_path / "orgs").mkdir()
+    (tmp_path / "orgs" / "acme.yaml").write_text(yaml.safe_dump(spec))
+    settings = Settings.from_env(
+        memo_home=tmp_path / "home", orgs_dir=tmp_path / "orgs", database_url=runtime.urls.app
+    )
+    key = (str(settings.memo_home), 0.0)
+    _RUNTIMES[key] = MemoRuntime(settings)
+    try:
+        yield MemoResource(memo_home=str(settings.memo_home))
+    finally:
+        del _RUNTIMES[key]
+
+
+def test_held_submission_is_reported_in_the_run_log_and_metadata(tight_budget_memo):
+    rt = tight_budget_memo.runtime
+    with rt.connection() as conn:
+        land(rt.settings, conn, iter(records(DAY)), f"budget-{DAY}")
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(ingest_days.name, [DAY])
+        result = defs.resolve_job_def("bulk_submit_job").execute_in_process(
+            partition_key=DAY, instance=instance, resources={"memo": tight_budget_memo}
+        )
+        assert result.success
+        event = instance.get_latest_materialization_event(AssetKey("provider_batches"))
+        metadata = event.asset_materialization.metadata
+        warnings = [
+            e.user_message
+            for e in instance.all_logs(result.run_id)
+            if e.level >= logging.WARNING and e.dagster_event is None
+        ]
+    assert metadata["held_for_budget"].value == 6
+    assert metadata["jobs_submitted"].value == 0
+    budget_text = metadata["budget"].value
+    assert "held: forecast" in budget_text and "$0.0001 daily budget" in budget_text
+    assert any("held: forecast" in line for line in warnings), warnings
