@@ -1,15 +1,16 @@
 """Stage 2: turn one validated answer into governed memory, whatever path produced it.
 
-For one record: resolve its entities, write property values with their history, redact and
-de-duplicate memories, connect edges, all inside the caller's transaction, on deterministic ids
-so that applying the same answer twice changes nothing. LanceDB is written after the PostgreSQL
-commit by ``sync_vectors``, which also repairs a crash between the two writes.
+For one record: resolve its entities (merging two that the answer shows to be one), write
+property values with their history, redact and de-duplicate memories (exact, then near), connect
+edges, and retract what an earlier extraction of the same record stated but this one no longer
+does, all inside the caller's transaction and keyed by content, so that applying the same answer
+twice changes nothing. LanceDB is written after the PostgreSQL commit (``pipeline.store``); every
+memory change that LanceDB has to follow sets ``vector_dirty``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,9 +20,28 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from memo_pipeline.schema.collections import CollectionSpec
+from memo_pipeline.stage2.dedup import (
+    NearDuplicates,
+    memory_id,
+    norm_hash,
+    normalize_memory_text,
+)
+from memo_pipeline.stage2.history import (
+    is_single_valued,
+    rebuild_chain,
+    single_valued_properties,
+)
 from memo_pipeline.stage2.identity import Resolver
-from memo_pipeline.stage2.redaction import redact
+from memo_pipeline.stage2.masking import masked_memories
 from memo_pipeline.stage2.validate import ValidatedAnswer
+
+__all__ = [
+    "ApplySummary",
+    "Provenance",
+    "apply_answer",
+    "memory_id",
+    "normalize_memory_text",
+]
 
 
 @dataclass(frozen=True)
@@ -41,40 +61,49 @@ class Provenance:
 @dataclass
 class ApplySummary:
     entities: int = 0
+    entities_merged: int = 0
     memories_new: int = 0
     memories_merged: int = 0
+    memories_near_duplicate: int = 0
     memories_dropped: int = 0
+    memories_retracted: int = 0
     properties: int = 0
+    properties_retracted: int = 0
     edges: int = 0
+    edges_retracted: int = 0
+    answers_stale: int = 0
+    # Memories stored (or stored again) by this answer: their vectors are due in LanceDB.
     touched_memory_ids: list[str] = field(default_factory=list)
 
     def add(self, other: ApplySummary) -> None:
-        self.entities += other.entities
-        self.memories_new += other.memories_new
-        self.memories_merged += other.memories_merged
-        self.memories_dropped += other.memories_dropped
-        self.properties += other.properties
-        self.edges += other.edges
-        self.touched_memory_ids += other.touched_memory_ids
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 def _hash(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:31]
 
 
-def normalize_memory_text(text: str) -> str:
-    return re.sub(r"[\s.;:!]+$", "", " ".join(text.lower().split()))
-
-
-def memory_id(org: str, entity_id: str, text: str) -> str:
-    return "m" + _hash(org, entity_id, normalize_memory_text(text))
-
-
 def _write_property(
-    conn: psycopg.Connection, prov: Provenance, entity_id: str, name: str, value: Any, multi: bool
-) -> None:
-    value_json = orjson.dumps(value).decode()
-    value_id = "v" + _hash(prov.org, entity_id, name, value_json, prov.record_id)
+    conn: psycopg.Connection, prov: Provenance, entity_id: str, name: str, value: Any, single: bool
+) -> str:
+    """Store one value stated by the record; returns its id."""
+    row = conn.execute(
+        "select value_id, retracted_by from property_values where org_id = %s and entity_id = %s "
+        "and property = %s and value = %s and source_record_id = %s",
+        (prov.org, entity_id, name, Jsonb(value), prov.record_id),
+    ).fetchone()
+    if row is not None:
+        if row["retracted_by"] is not None:
+            conn.execute(
+                "update property_values set retracted_by = null, superseded_by = null "
+                "where value_id = %s",
+                (row["value_id"],),
+            )
+            if single:
+                rebuild_chain(conn, entity_id, name)
+        return row["value_id"]
+    value_id = "v" + _hash(prov.org, entity_id, name, orjson.dumps(value).decode(), prov.record_id)
     inserted = conn.execute(
         "insert into property_values (value_id, org_id, entity_id, property, value, valid_from, "
         "source_record_id, schema_version) values (%s, %s, %s, %s, %s, %s, %s, %s) "
@@ -90,22 +119,152 @@ def _write_property(
             prov.schema_version,
         ),
     ).rowcount
-    if not inserted or multi:
-        return
-    # Single-valued: rebuild the chain in source-time order, so that a late, older value slots
-    # into history instead of replacing a newer one.
+    if inserted and single:
+        # Rebuilt from the whole set in source-time order: a late, older value slots into
+        # history instead of replacing a newer one.
+        rebuild_chain(conn, entity_id, name)
+    return value_id
+
+
+def _add_source(conn: psycopg.Connection, table: str, key: str, row_id: str, prov: Provenance):
+    time_column = "source_ts" if table == "memories" else "first_seen"
+    extra = ", updated_at = clock_timestamp()" if table == "memories" else ""
+    conn.execute(
+        f"update {table} set source_record_ids = (select array_agg(distinct x order by x) "
+        f"from unnest(source_record_ids || %s::text[]) as x), "
+        f"{time_column} = least({time_column}, %s){extra} "
+        f"where {key} = %s and not (source_record_ids @> %s::text[])",
+        ([prov.record_id], prov.source_ts, row_id, [prov.record_id]),
+    )
+
+
+def _write_memory(
+    conn: psycopg.Connection,
+    prov: Provenance,
+    entity_id: str,
+    text: str,
+    near: NearDuplicates | None,
+) -> tuple[str, str]:
+    """Store one memory text; returns (memory id, "new" | "exact" | "near")."""
+    digest = norm_hash(text)
+    existing = conn.execute(
+        "select memory_id from memories where org_id = %s and entity_id = %s "
+        "and (norm_hash = %s or alias_hashes @> %s::text[]) and superseded_by is null "
+        "order by norm_hash = %s desc limit 1",
+        (prov.org, entity_id, digest, [digest], digest),
+    ).fetchone()
+    if existing is not None:
+        _add_source(conn, "memories", "memory_id", existing["memory_id"], prov)
+        return existing["memory_id"], "exact"
+    if near is not None:
+        hit = near.find(conn, prov.org, entity_id, text)
+        if hit is not None:
+            _add_source(conn, "memories", "memory_id", hit[0], prov)
+            # The same wording met again finds this memory without a vector search.
+            conn.execute(
+                "update memories set alias_hashes = array_append(alias_hashes, %s) "
+                "where memory_id = %s and not (alias_hashes @> %s::text[])",
+                (digest, hit[0], [digest]),
+            )
+            return hit[0], "near"
+
+    mid = memory_id(prov.org, entity_id, text)
+    # On conflict the row is one a re-extraction or a merge had superseded: the fact is back.
+    conn.execute(
+        "insert into memories (memory_id, org_id, entity_id, text, norm_hash, partition_day, "
+        "source_ts, source_record_ids, schema_version, created_at, updated_at) "
+        "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp(), clock_timestamp()) "
+        "on conflict (memory_id) do update set superseded_by = null, entity_id = excluded.entity_id, "
+        "source_record_ids = (select array_agg(distinct x order by x) from "
+        "unnest(memories.source_record_ids || excluded.source_record_ids) as x), "
+        "source_ts = least(memories.source_ts, excluded.source_ts), vector_dirty = true, "
+        "updated_at = clock_timestamp()",
+        (
+            mid,
+            prov.org,
+            entity_id,
+            text,
+            digest,
+            prov.partition_day,
+            prov.source_ts,
+            [prov.record_id],
+            prov.schema_version,
+        ),
+    )
+    if near is not None:
+        near.remember(mid, text)
+    return mid, "new"
+
+
+def _write_edge(
+    conn: psycopg.Connection, prov: Provenance, subject: str, predicate: str, obj: str
+) -> str:
+    existing = conn.execute(
+        "select edge_id from edges where org_id = %s and subject_id = %s and predicate = %s "
+        "and object_id = %s and superseded_by is null",
+        (prov.org, subject, predicate, obj),
+    ).fetchone()
+    if existing is not None:
+        _add_source(conn, "edges", "edge_id", existing["edge_id"], prov)
+        return existing["edge_id"]
+    edge_id = "g" + _hash(prov.org, subject, predicate, obj)
+    conn.execute(
+        "insert into edges (edge_id, org_id, subject_id, predicate, object_id, "
+        "source_record_ids, first_seen) values (%s, %s, %s, %s, %s, %s, %s) "
+        "on conflict (edge_id) do update set superseded_by = null, "
+        "subject_id = excluded.subject_id, object_id = excluded.object_id, "
+        "source_record_ids = (select array_agg(distinct x order by x) from "
+        "unnest(edges.source_record_ids || excluded.source_record_ids) as x), "
+        "first_seen = least(edges.first_seen, excluded.first_seen)",
+        (edge_id, prov.org, subject, predicate, obj, [prov.record_id], prov.source_ts),
+    )
+    return edge_id
+
+
+def _retract(
+    conn: psycopg.Connection,
+    prov: Provenance,
+    collection: CollectionSpec,
+    memories: set[str],
+    edges: set[str],
+    values: set[str],
+    summary: ApplySummary,
+) -> None:
+    """Withdraw this record's support from what its earlier extractions stated and this one
+    does not: the record leaves the provenance; a memory or edge left without sources is
+    superseded by this request, a property value is retracted and leaves the history."""
+    for table, key, produced in (("memories", "memory_id", memories), ("edges", "edge_id", edges)):
+        rows = conn.execute(
+            f"select {key} as id, source_record_ids from {table} where org_id = %s "
+            f"and source_record_ids @> %s::text[] and superseded_by is null "
+            f"and not ({key} = any(%s))",
+            (prov.org, [prov.record_id], sorted(produced)),
+        ).fetchall()
+        for row in rows:
+            rest = [s for s in row["source_record_ids"] if s != prov.record_id]
+            dirty = ", vector_dirty = true, updated_at = clock_timestamp()"
+            conn.execute(
+                f"update {table} set source_record_ids = %s, superseded_by = %s"
+                f"{dirty if table == 'memories' and not rest else ''} where {key} = %s",
+                (rest, None if rest else prov.request_id, row["id"]),
+            )
+            if not rest:
+                if table == "memories":
+                    summary.memories_retracted += 1
+                else:
+                    summary.edges_retracted += 1
+
     rows = conn.execute(
-        "select value_id from property_values where entity_id = %s and property = %s "
-        "order by valid_from, created_at, value_id",
-        (entity_id, name),
+        "update property_values v set retracted_by = %s, superseded_by = %s from entities e "
+        "where e.entity_id = v.entity_id and v.org_id = %s and v.source_record_id = %s "
+        "and v.retracted_by is null and not (v.value_id = any(%s)) "
+        "returning v.entity_id, v.property, e.type",
+        (prov.request_id, prov.request_id, prov.org, prov.record_id, sorted(values)),
     ).fetchall()
-    ids = [r["value_id"] for r in rows]
-    for current, following in zip(ids, [*ids[1:], None], strict=True):
-        conn.execute(
-            "update property_values set superseded_by = %s where value_id = %s "
-            "and superseded_by is distinct from %s",
-            (following, current, following),
-        )
+    summary.properties_retracted += len(rows)
+    for entity_id, name, entity_type in sorted({tuple(r.values()) for r in rows}):
+        if is_single_valued(collection, entity_type, name):
+            rebuild_chain(conn, entity_id, name)
 
 
 def apply_answer(
@@ -114,76 +273,61 @@ def apply_answer(
     prov: Provenance,
     collection: CollectionSpec,
     redaction_tier: str,
+    near: NearDuplicates | None = None,
 ) -> ApplySummary:
-    """Apply one answer inside the caller's transaction."""
-    summary = ApplySummary()
-    resolver = Resolver(conn, prov.org)
-    refs: dict[str, str] = {}
-    types: dict[str, str] = {}
-    for entity in answer.output.entities:
-        refs[entity.ref] = resolver.resolve(entity)
-        types[entity.ref] = entity.type
-    summary.entities = len(set(refs.values()))
+    """Apply one answer inside the caller's transaction.
 
-    for index, prop in enumerate(answer.output.properties):
-        spec = collection.entity_types[types[prop.entity]].properties[prop.name]
-        _write_property(conn, prov, refs[prop.entity], prop.name, answer.values[index], spec.multi)
+    The answer replaces whatever earlier extractions of the same record stated: apply a
+    record's answers oldest extraction first. Without ``near`` only exact duplicates are caught.
+    """
+    summary = ApplySummary()
+    output = answer.output
+    resolver = Resolver(
+        conn,
+        prov.org,
+        single_valued_properties(collection),
+        {
+            "record_id": prov.record_id,
+            "request_id": prov.request_id,
+            "source_ts": prov.source_ts.isoformat(),
+        },
+    )
+    refs = resolver.resolve_answer(output)
+    types = {e.ref: e.type for e in output.entities}
+    summary.entities = len(set(refs.values()))
+    summary.entities_merged = len(resolver.merges)
+
+    values: set[str] = set()
+    for index, prop in enumerate(output.properties):
+        single = is_single_valued(collection, types[prop.entity], prop.name)
+        values.add(
+            _write_property(conn, prov, refs[prop.entity], prop.name, answer.values[index], single)
+        )
         summary.properties += 1
 
-    for memory in answer.output.memories:
-        redacted = redact(memory.text, redaction_tier)
-        if redacted.text is None:
+    memories: set[str] = set()
+    texts = masked_memories(output, redaction_tier, prov.identifier)
+    for memory, masked in zip(output.memories, texts, strict=True):
+        if not masked.text:
             summary.memories_dropped += 1
             continue
-        entity_id = refs[memory.entity]
-        mid = memory_id(prov.org, entity_id, redacted.text)
-        row = conn.execute(
-            "insert into memories (memory_id, org_id, entity_id, text, norm_hash, partition_day, "
-            "source_ts, source_record_ids, schema_version) "
-            "values (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "on conflict (memory_id) do update set "
-            "source_record_ids = (select array_agg(distinct x order by x) from "
-            "unnest(memories.source_record_ids || excluded.source_record_ids) as x), "
-            "updated_at = now() "
-            "returning (xmax = 0) as inserted",
-            (
-                mid,
-                prov.org,
-                entity_id,
-                redacted.text.strip(),
-                _hash(normalize_memory_text(redacted.text)),
-                prov.partition_day,
-                prov.source_ts,
-                [prov.record_id],
-                prov.schema_version,
-            ),
-        ).fetchone()
-        if row["inserted"]:
+        mid, how = _write_memory(conn, prov, refs[memory.entity], masked.text.strip(), near)
+        memories.add(mid)
+        if how == "new":
             summary.memories_new += 1
             summary.touched_memory_ids.append(mid)
-        else:
+        elif how == "exact":
             summary.memories_merged += 1
+        else:
+            summary.memories_near_duplicate += 1
 
-    for edge in answer.output.edges:
+    edges: set[str] = set()
+    for edge in output.edges:
         subject, obj = refs[edge.subject], refs[edge.object]
         if subject == obj:
             continue
-        conn.execute(
-            "insert into edges (edge_id, org_id, subject_id, predicate, object_id, "
-            "source_record_ids, first_seen) values (%s, %s, %s, %s, %s, %s, %s) "
-            "on conflict (edge_id) do update set source_record_ids = "
-            "(select array_agg(distinct x order by x) from "
-            "unnest(edges.source_record_ids || excluded.source_record_ids) as x), "
-            "first_seen = least(edges.first_seen, excluded.first_seen)",
-            (
-                "g" + _hash(prov.org, subject, edge.predicate, obj),
-                prov.org,
-                subject,
-                edge.predicate,
-                obj,
-                [prov.record_id],
-                prov.source_ts,
-            ),
-        )
+        edges.add(_write_edge(conn, prov, subject, edge.predicate, obj))
         summary.edges += 1
+
+    _retract(conn, prov, collection, memories, edges, values, summary)
     return summary

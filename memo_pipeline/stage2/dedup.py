@@ -1,0 +1,121 @@
+"""Memory de-duplication: exact (normalised text per entity) and near-duplicate (embeddings).
+
+Exact duplicates share an entity and a normalised text (case, inner whitespace and trailing
+punctuation ignored); they are found by content, so a memory that a merge moved to another entity
+still catches its duplicates. Near duplicates are memories of the same entity whose embeddings
+have a cosine similarity of at least the threshold (``NEAR_DUPLICATE_THRESHOLD``, or the org's
+``near_duplicate_threshold`` when its configuration defines one). Either way the memory already
+stored survives and gains the new record in its provenance; the new text is not stored.
+
+Stage 2 knows nothing of the vector store: ``NearDuplicates`` is handed an ``embed`` function
+and a ``fetch`` function (vectors of stored memories by id) by the caller. Every text is embedded
+once; the vectors are kept so that the caller can write them to the vector store without
+embedding again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import psycopg
+
+NEAR_DUPLICATE_THRESHOLD = 0.95
+
+Embed = Callable[[Sequence[str]], Any]  # texts -> array (n, dim) of unit vectors
+Fetch = Callable[[Sequence[str]], dict[str, Any]]  # memory ids -> vectors the store holds
+
+
+def _hash(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:31]
+
+
+def normalize_memory_text(text: str) -> str:
+    return re.sub(r"[\s.;:!]+$", "", " ".join(text.lower().split()))
+
+
+def norm_hash(text: str) -> str:
+    return _hash(normalize_memory_text(text))
+
+
+def memory_id(org: str, entity_id: str, text: str) -> str:
+    return "m" + _hash(org, entity_id, normalize_memory_text(text))
+
+
+def threshold_for(org_spec: object) -> float:
+    """The org's near-duplicate threshold; the default when its configuration sets none."""
+    value = getattr(org_spec, "near_duplicate_threshold", None)
+    return float(value) if value is not None else NEAR_DUPLICATE_THRESHOLD
+
+
+class NearDuplicates:
+    """Finds, for a new memory text, the stored memory of the same entity it nearly repeats.
+
+    Candidates are the entity's current memories in PostgreSQL (inside the caller's transaction,
+    so memories written earlier in the same batch count); their vectors come from this object's
+    cache (texts embedded in this batch) or from the vector store, and memories the vector store
+    lacks (a crash between the two writes) are embedded here.
+    """
+
+    def __init__(self, embed: Embed, fetch: Fetch, threshold: float = NEAR_DUPLICATE_THRESHOLD):
+        self.embed = embed
+        self.fetch = fetch
+        self.threshold = threshold
+        self.by_text: dict[str, np.ndarray] = {}
+        self.by_memory: dict[str, np.ndarray] = {}
+        self.embedded = 0
+
+    def prepare(self, texts: Iterable[str]) -> None:
+        """Embed, in one batch, the texts that are about to be written."""
+        todo = sorted({t for t in texts if t not in self.by_text})
+        if not todo:
+            return
+        for text, vector in zip(todo, np.asarray(self.embed(todo)), strict=True):
+            self.by_text[text] = vector
+        self.embedded += len(todo)
+
+    def vector(self, text: str) -> np.ndarray:
+        if text not in self.by_text:
+            self.prepare([text])
+        return self.by_text[text]
+
+    def remember(self, mid: str, text: str) -> None:
+        """A memory was stored with this text: its vector is known from now on."""
+        self.by_memory[mid] = self.vector(text)
+
+    def _vectors(self, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        missing = [r["memory_id"] for r in rows if r["memory_id"] not in self.by_memory]
+        if missing:
+            for mid, vector in self.fetch(missing).items():
+                self.by_memory[mid] = np.asarray(vector, dtype=np.float32)
+        unknown = [r for r in rows if r["memory_id"] not in self.by_memory]
+        if unknown:
+            self.prepare(r["text"] for r in unknown)
+            for r in unknown:
+                self.by_memory[r["memory_id"]] = self.by_text[r["text"]]
+        return {r["memory_id"]: self.by_memory[r["memory_id"]] for r in rows}
+
+    def find(
+        self, conn: psycopg.Connection, org: str, entity_id: str, text: str
+    ) -> tuple[str, float] | None:
+        """(memory id, cosine) of the closest current memory at or above the threshold."""
+        rows = conn.execute(
+            "select memory_id, text from memories where org_id = %s and entity_id = %s "
+            "and superseded_by is null",
+            (org, entity_id),
+        ).fetchall()
+        if not rows:
+            return None
+        vectors = self._vectors(rows)
+        ids = list(vectors)
+        scores = np.stack([vectors[i] for i in ids]) @ self.vector(text)
+        best = int(np.argmax(scores))
+        score = float(scores[best])
+        return (ids[best], score) if score >= self.threshold else None
+
+    def vectors_for(self, mids: Iterable[str]) -> dict[str, np.ndarray]:
+        """Vectors already known for these memories, for the vector store write."""
+        return {m: self.by_memory[m] for m in mids if m in self.by_memory}
