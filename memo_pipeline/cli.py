@@ -170,6 +170,59 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_value(value: object) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def cmd_entities(args: argparse.Namespace) -> int:
+    from memo_pipeline.pipeline.graph import list_entities
+    from memo_pipeline.stores.db import connect, ensure_databases
+
+    with connect(ensure_databases(Settings.from_env()).app) as conn:
+        entities = list_entities(conn, args.org)
+    if args.json:
+        print(json.dumps(entities, indent=2))
+        return 0
+    for e in entities:
+        names, ids = "; ".join(e["names"]), ", ".join(e["identifiers"])
+        print(f"{e['org']}\t{e['id']}\t{e['type']}\t{e['memory_count']}\t{names}\t{ids}")
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from memo_pipeline.pipeline.graph import (
+        EntityNotFound,
+        find_entity,
+        neighbours,
+        reachable_memories,
+    )
+    from memo_pipeline.stores.db import connect, ensure_databases
+
+    with connect(ensure_databases(Settings.from_env()).app) as conn:
+        try:
+            entity = find_entity(conn, args.org, args.entity)
+        except EntityNotFound as exc:
+            log.error("%s", exc)
+            return 2
+        out = {
+            "org": args.org,
+            "entity": entity,
+            "hops": args.hops,
+            "neighbours": neighbours(conn, args.org, entity["id"]),
+            "memories": reachable_memories(conn, args.org, entity["id"], args.hops),
+        }
+    if args.json:
+        print(json.dumps(out, indent=2, default=_json_value))
+        return 0
+    print(f"{entity['type']} {entity['name']} ({entity['id']})")
+    for n in out["neighbours"]:
+        arrow = "->" if n["direction"] == "out" else "<-"
+        print(f"  {arrow} {n['predicate']} {n['type']} {n['name']} ({n['id']})")
+    for m in out["memories"]:
+        print(f"  [{m['hops']}] {m['entity']}: {m['text']}")
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from memo_pipeline.defs.instance import prepare_instance
     from memo_pipeline.defs.resources import MemoRuntime
@@ -226,6 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     stats = sub.add_parser("stats", help="per-day counts as JSON")
     stats.set_defaults(func=cmd_stats)
+
+    entities = sub.add_parser("entities", help="current entities (all orgs, or --org)")
+    entities.add_argument("--org", default=None)
+    entities.add_argument("--json", action="store_true", help="a JSON list on stdout")
+    entities.set_defaults(func=cmd_entities)
+
+    graph = sub.add_parser("graph", help="an entity's neighbours and memories within --hops edges")
+    graph.add_argument("--org", required=True)
+    graph.add_argument("--entity", required=True, help="entity id, e-mail, web domain or name")
+    graph.add_argument("--hops", type=int, default=1)
+    graph.add_argument("--json", action="store_true", help="a JSON object on stdout")
+    graph.set_defaults(func=cmd_graph)
 
     ui = sub.add_parser("ui", help="dagster dev on the project's instance")
     ui.add_argument("--host", default="127.0.0.1")
