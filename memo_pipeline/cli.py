@@ -249,6 +249,138 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from memo_pipeline.api.server import serve
+    from memo_pipeline.intake.crypto import SecretKeyError
+    from memo_pipeline.intake.service import IntakeService
+
+    try:
+        service = IntakeService.from_settings(Settings.from_env())
+    except (SecretKeyError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
+    log.info("intake API on http://%s:%d (OpenAPI at /openapi.json)", args.host, args.port)
+    serve(service, args.host, args.port)
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from memo_pipeline.intake import keys
+    from memo_pipeline.intake.config import parse_networks
+    from memo_pipeline.intake.runtime import IntakeRuntime
+
+    if args.action == "revoke" and not args.key_id:
+        log.error("keys revoke needs --key-id")
+        return 2
+    if args.action != "revoke" and not args.org:
+        log.error("keys %s needs --org", args.action)
+        return 2
+    runtime = IntakeRuntime(Settings.from_env())
+    with runtime.connection() as conn:
+        try:
+            if args.action == "create":
+                issued = keys.create_key(conn, runtime.orgs, args.org, args.label)
+                out = {"org": issued.org, "key_id": issued.key_id, "api_key": issued.api_key}
+            elif args.action == "rotate":
+                grace = timedelta(minutes=args.grace_minutes)
+                issued = keys.rotate_key(conn, runtime.orgs, args.org, grace, args.label)
+                out = {
+                    "org": issued.org,
+                    "key_id": issued.key_id,
+                    "api_key": issued.api_key,
+                    "expiring_key_ids": list(issued.expiring_key_ids),
+                    "old_keys_expire_at": issued.expires_at.isoformat(),
+                }
+            elif args.action == "list":
+                out = {"keys": keys.list_keys(conn, args.org)}
+            elif args.action == "revoke":
+                out = {"key_id": args.key_id, "revoked": keys.revoke_key(conn, args.key_id)}
+            else:
+                networks = None
+                if args.allow_webhook_networks is not None:
+                    text = (
+                        "" if args.allow_webhook_networks == "none" else args.allow_webhook_networks
+                    )
+                    networks = set(parse_networks(text, "--allow-webhook-networks"))
+                out = keys.set_policy(
+                    conn,
+                    runtime.orgs,
+                    args.org,
+                    webhook_networks=networks,
+                    rate_per_second=args.rate,
+                    burst=args.burst,
+                )
+        except ValueError as exc:
+            log.error("%s", exc)
+            return 2
+    if args.action in ("create", "rotate"):
+        log.warning("the API key is shown once: store it now")
+    print(json.dumps(out, default=str, indent=2))
+    return 0
+
+
+def _read_writes(path: Path, args: argparse.Namespace) -> list[dict]:
+    if args.jsonl or path.suffix == ".jsonl":
+        writes = []
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path} line {number}: invalid JSON: {exc}") from None
+            if not isinstance(item, dict) or "content" not in item:
+                raise ValueError(f"{path} line {number}: expected an object with 'content'")
+            writes.append(item)
+        return writes
+    return [{"content": path.read_text(), "title": args.title or path.name}]
+
+
+def cmd_memorize(args: argparse.Namespace) -> int:
+    from memo_pipeline.client import MemoApiError, MemoClient
+
+    api_key = os.environ.get("MEMO_API_KEY")
+    if not api_key:
+        log.error("set MEMO_API_KEY to an API key (memo-pipeline keys create --org ORG)")
+        return 2
+    path = Path(args.file)
+    try:
+        writes = _read_writes(path, args)
+    except (OSError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
+    failed = 0
+    with MemoClient(args.url, api_key) as client:
+        for number, write in enumerate(writes, start=1):
+            options = {
+                "execution_mode": write.get("execution_mode") or args.mode,
+                "identifier": write.get("identifier") or args.identifier,
+                "collection": write.get("collection") or args.collection,
+                "deadline": write.get("deadline") or args.deadline,
+                "source_ts": write.get("source_ts"),
+                "title": write.get("title"),
+            }
+            try:
+                answer = client.memorize(write["content"], **options)
+            except MemoApiError as exc:
+                failed += 1
+                log.error("write %d of %s: %s", number, path, exc)
+                continue
+            print(json.dumps({"write": number, **answer}, default=str))
+    return 1 if failed else 0
+
+
+def cmd_demo_modes(args: argparse.Namespace) -> int:
+    from memo_pipeline.demo import main as demo_main
+
+    return demo_main(
+        ["--writes", str(args.writes), "--timeout", str(args.timeout)]
+        + (["--provider", args.provider] if args.provider else [])
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memo-pipeline", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -300,6 +432,49 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="the embedded PostgreSQL")
     db.add_argument("action", choices=["start", "stop"])
     db.set_defaults(func=cmd_db)
+
+    serve = sub.add_parser("serve", help="the HTTP intake API (OpenAPI at /openapi.json)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(func=cmd_serve)
+
+    keys = sub.add_parser("keys", help="API keys and access policy of an org")
+    keys.add_argument("action", choices=["create", "rotate", "list", "revoke", "policy"])
+    keys.add_argument("--org", help="the org (create, rotate, list, policy)")
+    keys.add_argument("--key-id", help="the key to revoke")
+    keys.add_argument("--label", default=None)
+    keys.add_argument(
+        "--grace-minutes", type=float, default=60, help="rotate: how long old keys keep working"
+    )
+    keys.add_argument(
+        "--allow-webhook-networks",
+        default=None,
+        help="policy: address classes the org's webhook may use: loopback,private,link-local|none",
+    )
+    keys.add_argument("--rate", type=float, default=None, help="policy: requests per second")
+    keys.add_argument("--burst", type=int, default=None, help="policy: burst size")
+    keys.set_defaults(func=cmd_keys)
+
+    memorize = sub.add_parser(
+        "memorize", help="send FILE (its content, or JSONL of writes) to the intake API"
+    )
+    memorize.add_argument("file")
+    memorize.add_argument("--mode", choices=["sync", "async", "bulk"], default="async")
+    memorize.add_argument("--url", default=os.environ.get("MEMO_API_URL", "http://127.0.0.1:8080"))
+    memorize.add_argument("--identifier", default=None)
+    memorize.add_argument("--collection", default=None)
+    memorize.add_argument("--deadline", default=None, help="ISO datetime")
+    memorize.add_argument("--title", default=None)
+    memorize.add_argument("--jsonl", action="store_true", help="FILE holds one write per line")
+    memorize.set_defaults(func=cmd_memorize)
+
+    demo = sub.add_parser(
+        "demo-modes", help="start everything, send writes in every mode, wait for webhooks"
+    )
+    demo.add_argument("--writes", type=int, default=20, help="writes per mode")
+    demo.add_argument("--timeout", type=float, default=540)
+    demo.add_argument("--provider", default=None, help="emulated provider (default anthropic)")
+    demo.set_defaults(func=cmd_demo_modes)
     return parser
 
 

@@ -5,6 +5,14 @@ rules) followed by the record. The prefix is byte-identical for every record of 
 everything in it is sorted, and it holds no timestamps or ids. It ends exactly where the cache
 breakpoint goes. The schema version is a hash of this provider-neutral prefix, so switching
 provider or model is not a schema change.
+
+A document saved for extraction (a record whose ``metadata["prompt"]`` is ``"document"``) gets the
+same prefix followed by fixed document instructions: its ``static_prefix`` is the collection's
+prefix plus ``document_suffix``. Adapters that place one cache breakpoint put it after the whole
+static prefix; an adapter that can place two (Anthropic) puts the first after ``shared_prefix``,
+so documents and ordinary writes share one cache entry, and the second after the suffix. The
+document instructions are fixed text (``DOCUMENT_FORMAT`` names their version) and do not change
+the schema version.
 """
 
 from __future__ import annotations
@@ -34,18 +42,40 @@ Output rules:
 - Extract only what the content states. Never guess."""
 
 
+DOCUMENT_PROMPT = "document"
+DOCUMENT_FORMAT = "memo-document-v1"
+DOCUMENT_INSTRUCTIONS = """\
+Document instructions:
+- The record is a document saved by an application (a page, a file, a knowledge-base entry),
+  not a message: it has no sender, and its identifier may be empty.
+- Use the document's title as context for its facts; do not turn the title into a memory.
+- Extract facts about the people and companies the document describes; skip boilerplate such as
+  navigation, tables of contents, legal notices and version histories.
+
+"""
+
+
 @dataclass(frozen=True)
 class RenderedPrompt:
-    """One record's prompt. ``static_prefix`` is shared by the collection; ``record_part`` not."""
+    """One record's prompt. ``static_prefix`` is shared by the collection; ``record_part`` not.
+
+    ``document_suffix`` is the tail of ``static_prefix`` that only document prompts carry (empty
+    otherwise); ``shared_prefix`` is the rest, identical for every prompt of the collection.
+    """
 
     static_prefix: str
     record_part: str
     schema_version: str
     prefix_key: str
+    document_suffix: str = ""
 
     @property
     def text(self) -> str:
         return self.static_prefix + self.record_part
+
+    @property
+    def shared_prefix(self) -> str:
+        return self.static_prefix[: len(self.static_prefix) - len(self.document_suffix)]
 
 
 def _property_lines(collection: CollectionSpec) -> list[str]:
@@ -143,6 +173,14 @@ def render_record_part(record: ContentRecord, content: str | None = None) -> str
 
 def render(org: OrgSpec, record: ContentRecord, content: str | None = None) -> RenderedPrompt:
     prefix, version = _prefix_and_version(org, record.collection)
+    if record.metadata.get("prompt") == DOCUMENT_PROMPT:
+        return RenderedPrompt(
+            static_prefix=prefix + DOCUMENT_INSTRUCTIONS,
+            record_part=render_record_part(record, content),
+            schema_version=version,
+            prefix_key=f"{org.org}-{record.collection}-{version}-{DOCUMENT_FORMAT}",
+            document_suffix=DOCUMENT_INSTRUCTIONS,
+        )
     return RenderedPrompt(
         static_prefix=prefix,
         record_part=render_record_part(record, content),

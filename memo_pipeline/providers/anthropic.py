@@ -1,8 +1,9 @@
 """Anthropic adapter: Message Batches for bulk, the Messages API for sync, on the real SDK.
 
 Each request sends the collection's static prefix as one system text block whose
-``cache_control`` marks the end of the prefix (the only breakpoint), the record as the user turn,
-and the answer schema through ``output_config.format`` (grammar-constrained JSON). Batches use a
+``cache_control`` marks the end of the prefix, the record as the user turn, and the answer schema
+through ``output_config.format`` (grammar-constrained JSON). A document prompt sends its shared
+prefix and its document suffix as two blocks, each with a breakpoint. Batches use a
 1-hour TTL by default: the batch cache starts cold and batches can outlive a 5-minute entry.
 
 Results are read through the SDK's JSONL decoder. That decoder breaks when a ``\\r\\n`` falls
@@ -150,15 +151,14 @@ class AnthropicProvider(Provider):
 
     def params(self, request: ProviderRequest, *, ttl: str) -> dict[str, Any]:
         """The Messages body for one request: cached system prefix, record, answer schema."""
-        system: list[dict[str, Any]] = []
-        if request.prompt.static_prefix:
-            system.append(
-                {
-                    "type": "text",
-                    "text": request.prompt.static_prefix,
-                    "cache_control": {"type": "ephemeral", "ttl": ttl},
-                }
-            )
+        # A document prompt gets a second breakpoint after its suffix, so the first one, after
+        # the collection's shared prefix, is the same cache entry ordinary writes use.
+        prompt = request.prompt
+        system = [
+            {"type": "text", "text": text, "cache_control": {"type": "ephemeral", "ttl": ttl}}
+            for text in (prompt.shared_prefix, prompt.document_suffix)
+            if text
+        ]
         params: dict[str, Any] = {
             "model": request.model or self.model,
             "max_tokens": request.max_tokens,

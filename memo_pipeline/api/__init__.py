@@ -1,0 +1,1 @@
+"""The HTTP face of the intake: ``create_app`` builds the FastAPI app, ``server`` runs it."""
