@@ -7,8 +7,10 @@ Rules, in order, always inside one org (every lookup is scoped by ``org_id``):
    its typed ``email``/``domain`` property values in the same answer;
 2. the normalised full name (accents, case, punctuation, honorifics and company suffixes
    ignored) against every name an entity is known by. Conservative: a one-word person name never
-   matches by name; a name never links to an entity that holds a different identifier of its own;
-   a name shared by two entities matches neither.
+   matches by name, and a name that comes with an identifier never links to an entity holding a
+   different identifier of its own. A bare name known to several entities goes to the oldest of
+   them, so that a mention resolves the same way before and after a namesake appears (and the
+   same content ingested twice lands on the same entities).
 
 When one extracted entity links two existing entities (its identifiers belong to both, or its
 identifier belongs to one and its name to another that has no identifiers of its own), the younger
@@ -168,7 +170,7 @@ class Resolver:
             candidates = self._name_candidates(norm, entity.type)
             if target is None:
                 usable = [c for c in candidates if not (identifiers and c["has_identifiers"])]
-                if len(usable) == 1:
+                if usable:  # oldest first
                     target = usable[0]["entity_id"]
             else:
                 others = [c for c in candidates if c["entity_id"] != target]
