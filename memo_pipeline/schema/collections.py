@@ -69,6 +69,8 @@ class OrgSpec(_Spec):
     redaction: Literal["off", "mask", "strict"] = "off"
     redact_before_provider: bool = False
     daily_budget_usd: float | None = None
+    # Cosine similarity at or above which two memories of one entity count as the same fact.
+    near_duplicate_threshold: float | None = Field(default=None, gt=0.0, le=1.0)
     provider: ProviderChoice = Field(default_factory=ProviderChoice)
     collections: dict[str, CollectionSpec]
     collection_providers: dict[str, ProviderChoice] = Field(default_factory=dict)
