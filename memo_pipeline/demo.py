@@ -16,6 +16,7 @@ Run it with ``python -m memo_pipeline.demo`` or ``memo-pipeline demo-modes``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -275,6 +276,29 @@ class Demo:
             time.sleep(2)
         return statuses
 
+    def _stop_strays(self) -> None:
+        """Stop what the daemon started in sessions of their own (its code servers), found by
+        this demo's MEMO_HOME in their environment."""
+        import psutil
+
+        home = str(self.home)
+        strays = []
+        for process in psutil.process_iter(["pid", "name"]):
+            try:
+                if (
+                    process.pid != os.getpid()
+                    and "postgres" not in (process.info["name"] or "")
+                    and process.environ().get("MEMO_HOME") == home
+                ):
+                    process.terminate()
+                    strays.append(process)
+            except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue
+        _, alive = psutil.wait_procs(strays, timeout=10)
+        for process in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+
     def stop(self) -> None:
         for process in reversed(self.processes):
             if process.poll() is None:
@@ -288,6 +312,7 @@ class Demo:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+        self._stop_strays()
         if self.receiver is not None:
             self.receiver.stop()
         if self.emulator is not None:
@@ -329,7 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         log.exception("the demo failed")
     finally:
-        demo.stop()
+        try:
+            demo.stop()
+        except Exception:
+            log.exception("stopping the demo failed; see %s", demo.logs)
     stored = sum(1 for s in statuses.values() if s == "stored")
     log.info("finished in %.0f s", time.monotonic() - started)
     sys.stdout.write(f"events={len(events)} stored={stored} webhooks_verified={verified}\n")
