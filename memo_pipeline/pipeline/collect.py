@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from memo_pipeline.pipeline.outcomes import OutcomeCounts, record_outcome, schedule_retries
+from memo_pipeline.costs import PriceTable
+from memo_pipeline.pipeline.outcomes import OutcomeCounts, record_outcomes, schedule_retries
 from memo_pipeline.pipeline.registry import ProviderRegistry
 from memo_pipeline.pipeline.submit import SubmitSummary, submit_partition
 from memo_pipeline.providers.base import JobState, Outcome, RequestOutcome
@@ -25,6 +26,8 @@ from memo_pipeline.providers.bedrock_events import JobEvent
 from memo_pipeline.schema.collections import OrgSpec
 
 log = logging.getLogger(__name__)
+# Outcomes stored per round trip: a job's results stream in, never all in memory.
+RESULT_CHUNK = 1000
 
 
 @dataclass
@@ -171,6 +174,7 @@ def collect_partition(
             else:
                 outcomes = registry.get(job["provider"], job["model"]).results(job["job_id"])
             seen: set[str] = set()
+            chunk: list[tuple[RequestOutcome, dict]] = []
             for outcome in outcomes:
                 request = rows.get(outcome.request_id)
                 if request is None:
@@ -179,21 +183,20 @@ def collect_partition(
                     )
                     continue
                 seen.add(outcome.request_id)
-                status = record_outcome(conn, outcome, request, orgs, job["job_key"], prices)
-                if status == "duplicate":
-                    summary.duplicates += 1
-                else:
-                    _count(summary.outcomes, status)
-            for rid in rows.keys() - seen:
-                record_outcome(
-                    conn,
+                chunk.append((outcome, request))
+                if len(chunk) >= RESULT_CHUNK:
+                    _record(conn, chunk, orgs, job["job_key"], prices, summary)
+                    chunk = []
+            _record(conn, chunk, orgs, job["job_key"], prices, summary)
+            missing = [
+                (
                     RequestOutcome(rid, Outcome.RETRYABLE, error="missing from job results"),
                     rows[rid],
-                    orgs,
-                    job["job_key"],
-                    prices,
                 )
-                summary.missing += 1
+                for rid in sorted(rows.keys() - seen)
+            ]
+            record_outcomes(conn, missing, orgs, job["job_key"], prices)
+            summary.missing += len(missing)
             conn.execute(
                 "update provider_jobs set status = 'collected', collected_at = %s where job_key = %s",
                 (datetime.now(UTC), job["job_key"]),
@@ -204,6 +207,21 @@ def collect_partition(
     if resubmit:
         summary.resubmitted = submit_partition(conn, registry, orgs, day)
     return summary
+
+
+def _record(
+    conn: psycopg.Connection,
+    chunk: list[tuple[RequestOutcome, dict]],
+    orgs: dict[str, OrgSpec],
+    job_key: str,
+    prices: PriceTable,
+    summary: CollectSummary,
+) -> None:
+    for status in record_outcomes(conn, chunk, orgs, job_key, prices):
+        if status == "duplicate":
+            summary.duplicates += 1
+        else:
+            _count(summary.outcomes, status)
 
 
 def _count(counts: OutcomeCounts, status: str) -> None:

@@ -11,9 +11,10 @@ counterfactual beside it (see ``costs_ledger``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -52,67 +53,107 @@ def record_outcome(
 ) -> str:
     """Store one outcome with its cost; returns the status given to the request.
 
+    See ``record_outcomes``, which does the same for many outcomes in a few round trips.
+    """
+    return record_outcomes(conn, [(outcome, request)], orgs, job_key, prices)[0]
+
+
+def record_outcomes(
+    conn: psycopg.Connection,
+    items: Sequence[tuple[RequestOutcome, dict[str, Any]]],
+    orgs: dict[str, OrgSpec],
+    job_key: str | None,
+    prices: PriceTable | None = None,
+) -> list[str]:
+    """Store outcomes with their costs; returns the status given to each request, in order.
+
     An outcome that came out of a provider job (``job_key`` set) billed at batch rates, one
     without a job was a sync call (the sync and async modes, a below-minimum remainder, a request
     pulled out of the batch path): that is the path actually taken, whatever
     ``extraction_requests.path`` said when the request was planned. Failed requests are priced
-    too: a truncated or invalid answer was paid for.
+    too: a truncated or invalid answer was paid for. A second answer for a request that already
+    has one (a re-collected job, or the batch answering a request that was escalated) is not
+    stored: the first one stands, and its status is ``duplicate``.
 
     Args:
+        items: (outcome, the request's ledger row) pairs.
         prices: the price table; None loads the process's table once (``process_prices``).
     """
-    status = outcome.outcome.value
-    error = outcome.error
-    answer = None
-    if outcome.outcome is Outcome.SUCCEEDED:
-        collection = orgs[request["org_id"]].collections[request["collection"]]
-        try:
-            validate_answer(outcome.answer_text, collection)
-            answer = Jsonb(orjson.loads(outcome.answer_text or "null"))
-        except AnswerInvalid as exc:
-            status = "invalid"
-            error = "; ".join(exc.errors[:20])
-    usage = outcome.usage
-    realised, counterfactual = price_usage(
-        prices or process_prices(),
-        request["provider"],
-        request["model"],
-        usage,
-        "batch" if job_key is not None else "sync",
-    )
-    inserted = conn.execute(
-        "insert into request_results (request_id, job_key, outcome, error, answer, stop_reason, "
-        "input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, "
-        "output_tokens, service_tier, realised_usd, counterfactual_usd) "
-        "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-        "on conflict (request_id) do nothing",
-        (
-            outcome.request_id,
-            job_key,
-            status,
-            error,
-            answer,
-            outcome.stop_reason,
-            usage.input_tokens,
-            usage.cache_write_5m_tokens,
-            usage.cache_write_1h_tokens,
-            usage.cache_read_tokens,
-            usage.output_tokens,
-            usage.service_tier,
-            realised,
-            counterfactual,
-        ),
-    ).rowcount
-    if not inserted:
-        # A second answer for the same request (a re-collected job, or the batch answering a
-        # request that was escalated): the first one stands, and is not stored twice.
-        return "duplicate"
-    conn.execute(
-        "update extraction_requests set status = %s, reason = %s, updated_at = now() "
-        "where request_id = %s",
-        ("succeeded" if status == "succeeded" else status, error, outcome.request_id),
-    )
-    return status
+    if not items:
+        return []
+    table = prices or process_prices()
+    path = "batch" if job_key is not None else "sync"
+    rows = []
+    for outcome, request in items:
+        status, error, answer = _judge(outcome, request, orgs)
+        usage = outcome.usage
+        realised, counterfactual = price_usage(
+            table, request["provider"], request["model"], usage, path
+        )
+        rows.append(
+            (
+                outcome.request_id,
+                job_key,
+                status,
+                error,
+                answer,
+                outcome.stop_reason,
+                usage.input_tokens,
+                usage.cache_write_5m_tokens,
+                usage.cache_write_1h_tokens,
+                usage.cache_read_tokens,
+                usage.output_tokens,
+                usage.service_tier,
+                realised,
+                counterfactual,
+            )
+        )
+    inserted: set[str] = set()
+    with conn.cursor() as cur:
+        cur.executemany(
+            "insert into request_results (request_id, job_key, outcome, error, answer, "
+            "stop_reason, input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, "
+            "cache_read_tokens, output_tokens, service_tier, realised_usd, counterfactual_usd) "
+            "values (%s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "on conflict (request_id) do nothing returning request_id",
+            rows,
+            returning=True,
+        )
+        while True:
+            inserted.update(r["request_id"] for r in cur.fetchall())
+            if not cur.nextset():
+                break
+    statuses, stored = [], set()
+    for row in rows:
+        # The same id twice in one call: the first stands, as for an earlier answer.
+        first = row[0] in inserted and row[0] not in stored
+        stored.add(row[0])
+        statuses.append(row[2] if first else "duplicate")
+    updates = [
+        (row[2], row[3], row[0]) for row, s in zip(rows, statuses, strict=True) if s != "duplicate"
+    ]
+    if updates:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "update extraction_requests set status = %s, reason = %s, updated_at = now() "
+                "where request_id = %s",
+                updates,
+            )
+    return statuses
+
+
+def _judge(
+    outcome: RequestOutcome, request: dict[str, Any], orgs: dict[str, OrgSpec]
+) -> tuple[str, str | None, str | None]:
+    """(status, error, answer JSON text) of an outcome; succeeded answers are validated."""
+    if outcome.outcome is not Outcome.SUCCEEDED:
+        return outcome.outcome.value, outcome.error, None
+    collection = orgs[request["org_id"]].collections[request["collection"]]
+    try:
+        validate_answer(outcome.answer_text, collection)
+    except AnswerInvalid as exc:
+        return "invalid", "; ".join(exc.errors[:20]), None
+    return "succeeded", outcome.error, outcome.answer_text or "null"
 
 
 def schedule_retries(conn: psycopg.Connection, day: str) -> OutcomeCounts:
