@@ -12,7 +12,7 @@ PROVIDER ?=
 EMULATOR ?=
 ARGS ?=
 
-.PHONY: setup run test ui lint format stop clean
+.PHONY: setup run test ui demo-modes lint format stop clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,11 @@ test: setup
 
 ui: setup
 	$(BIN)/memo-pipeline ui
+
+# The intake service, the emulator (Anthropic), the Dagster daemon and a webhook receiver: 20
+# writes in each execution mode, each followed to 'stored' and a verified webhook.
+demo-modes: setup
+	$(BIN)/memo-pipeline demo-modes
 
 lint: setup
 	$(BIN)/ruff check .

@@ -11,6 +11,7 @@ advisory lock so that concurrent starters apply each one once.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -78,6 +79,7 @@ def ensure_databases(settings: Settings) -> DatabaseUrls:
 
 
 def stop_embedded(settings: Settings) -> bool:
+    """Stop the embedded server of this ``MEMO_HOME``; False if it was not running."""
     import subprocess
 
     import pgserver
@@ -85,11 +87,17 @@ def stop_embedded(settings: Settings) -> bool:
     pg_ctl = pgserver._commands.POSTGRES_BIN_PATH / "pg_ctl"  # noqa: SLF001 - pgserver has no stop API
     if not (settings.pg_dir / "postmaster.pid").exists():
         return False
-    subprocess.run(
-        [str(pg_ctl), "-D", str(settings.pg_dir), "-m", "fast", "stop"],
+    # pgserver runs PostgreSQL as its own 'pgserver' user when started by root; pg_ctl must too.
+    user = "pgserver" if os.geteuid() == 0 else None
+    done = subprocess.run(
+        [str(pg_ctl), "-D", str(settings.pg_dir), "-m", "fast", "-w", "stop"],
         check=False,
         capture_output=True,
+        text=True,
+        user=user,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"pg_ctl stop failed for {settings.pg_dir}: {done.stderr.strip()}")
     return True
 
 

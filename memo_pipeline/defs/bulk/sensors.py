@@ -78,6 +78,7 @@ def batch_completion_sensor(
             RunRequest(
                 run_key=collection_run_key(r["day"], r["job_keys"]),
                 partition_key=r["day"],
+                job_name=bulk_collect_job.name,
                 tags={"memo/ended_jobs": str(len(r["job_keys"]))},
             )
             for r in ready
