@@ -80,6 +80,8 @@ def test_sensor_requests_collection_once_all_jobs_of_a_day_ended(runtime, memo, 
             run_key=collection_run_key(day, job_keys),
             partition_key=day,
             tags={"memo/ended_jobs": str(len(job_keys))},
+            # The sensor targets two jobs; the daemon rejects a request that names neither.
+            job_name="bulk_collect_job",
         )
     ]
     assert json.loads(tick.cursor) == {"ended": len(job_keys), "polled": len(job_keys), "ready": 1}
