@@ -108,21 +108,24 @@ def record_outcomes(
                 counterfactual,
             )
         )
-    inserted: set[str] = set()
-    with conn.cursor() as cur:
-        cur.executemany(
+    # One statement per chunk, its columns passed as arrays (``%b``: in binary, because the text
+    # form of an array escapes every quote of every answer, in Python, which costs more than the
+    # whole insert); a round trip per row would bound collection at the database's latency.
+    columns = list(zip(*rows, strict=True))
+    inserted = {
+        r["request_id"]
+        for r in conn.execute(
             "insert into request_results (request_id, job_key, outcome, error, answer, "
             "stop_reason, input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, "
             "cache_read_tokens, output_tokens, service_tier, realised_usd, counterfactual_usd) "
-            "values (%s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "select r, %s, o, e, a::jsonb, s, i, w5, w1, cr, ot, t, ru, cu from unnest("
+            "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::int[], %b::int[], "
+            "%b::int[], %b::int[], %b::int[], %b::text[], %b::numeric[], %b::numeric[]) "
+            "with ordinality as u(r, o, e, a, s, i, w5, w1, cr, ot, t, ru, cu, n) order by n "
             "on conflict (request_id) do nothing returning request_id",
-            rows,
-            returning=True,
+            (job_key, *(list(c) for i, c in enumerate(columns) if i != 1)),
         )
-        while True:
-            inserted.update(r["request_id"] for r in cur.fetchall())
-            if not cur.nextset():
-                break
+    }
     statuses, stored = [], set()
     for row in rows:
         # The same id twice in one call: the first stands, as for an earlier answer.
@@ -133,12 +136,13 @@ def record_outcomes(
         (row[2], row[3], row[0]) for row, s in zip(rows, statuses, strict=True) if s != "duplicate"
     ]
     if updates:
-        with conn.cursor() as cur:
-            cur.executemany(
-                "update extraction_requests set status = %s, reason = %s, updated_at = now() "
-                "where request_id = %s",
-                updates,
-            )
+        status, reason, ids = (list(c) for c in zip(*updates, strict=True))
+        conn.execute(
+            "update extraction_requests q set status = u.status, reason = u.reason, "
+            "updated_at = now() from unnest(%s::text[], %s::text[], %s::text[]) "
+            "as u(status, reason, id) where q.request_id = u.id",
+            (status, reason, ids),
+        )
     return statuses
 
 

@@ -147,17 +147,29 @@ def _write_memory(
 ) -> tuple[str, str]:
     """Store one memory text; returns (memory id, "new" | "exact" | "near")."""
     digest = norm_hash(text)
-    existing = conn.execute(
-        "select memory_id from memories where org_id = %s and entity_id = %s "
-        "and (norm_hash = %s or alias_hashes @> %s::text[]) and superseded_by is null "
-        "order by norm_hash = %s desc limit 1",
-        (prov.org, entity_id, digest, [digest], digest),
-    ).fetchone()
+    if near is None:
+        existing = conn.execute(
+            "select memory_id from memories where org_id = %s and entity_id = %s "
+            "and (norm_hash = %s or alias_hashes @> %s::text[]) and superseded_by is null "
+            "order by norm_hash = %s desc limit 1",
+            (prov.org, entity_id, digest, [digest], digest),
+        ).fetchone()
+        current = []
+    else:
+        # One read serves both checks: the exact match, then the near-duplicate search.
+        current = conn.execute(
+            "select memory_id, text, norm_hash, alias_hashes from memories where org_id = %s "
+            "and entity_id = %s and superseded_by is null order by memory_id",
+            (prov.org, entity_id),
+        ).fetchall()
+        existing = next((r for r in current if r["norm_hash"] == digest), None) or next(
+            (r for r in current if digest in r["alias_hashes"]), None
+        )
     if existing is not None:
         _add_source(conn, "memories", "memory_id", existing["memory_id"], prov)
         return existing["memory_id"], "exact"
     if near is not None:
-        hit = near.find(conn, prov.org, entity_id, text)
+        hit = near.find(conn, prov.org, entity_id, text, current)
         if hit is not None:
             _add_source(conn, "memories", "memory_id", hit[0], prov)
             # The same wording met again finds this memory without a vector search.

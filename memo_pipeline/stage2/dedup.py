@@ -99,14 +99,24 @@ class NearDuplicates:
         return {r["memory_id"]: self.by_memory[r["memory_id"]] for r in rows}
 
     def find(
-        self, conn: psycopg.Connection, org: str, entity_id: str, text: str
+        self,
+        conn: psycopg.Connection,
+        org: str,
+        entity_id: str,
+        text: str,
+        rows: list[dict[str, Any]] | None = None,
     ) -> tuple[str, float] | None:
-        """(memory id, cosine) of the closest current memory at or above the threshold."""
-        rows = conn.execute(
-            "select memory_id, text from memories where org_id = %s and entity_id = %s "
-            "and superseded_by is null",
-            (org, entity_id),
-        ).fetchall()
+        """(memory id, cosine) of the closest current memory at or above the threshold.
+
+        ``rows`` are the entity's current memories (``memory_id``, ``text``) when the caller has
+        just read them; otherwise they are read here.
+        """
+        if rows is None:
+            rows = conn.execute(
+                "select memory_id, text from memories where org_id = %s and entity_id = %s "
+                "and superseded_by is null order by memory_id",
+                (org, entity_id),
+            ).fetchall()
         if not rows:
             return None
         vectors = self._vectors(rows)
