@@ -7,12 +7,14 @@ LanceDB in a temporary ``MEMO_HOME``. The embedding model loads once per session
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from memo_pipeline.config import REPO_ROOT, Settings
 from memo_pipeline.defs.resources import _RUNTIMES, MemoResource, MemoRuntime
+from memo_pipeline.stores.db import stop_embedded
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 EXAMPLES = REPO_ROOT / "examples" / "input"
@@ -37,12 +39,15 @@ def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def session_runtime(session_home: Path) -> MemoRuntime:
+def session_runtime(session_home: Path) -> Iterator[MemoRuntime]:
     runtime = MemoRuntime(Settings.from_env(memo_home=session_home))
     runtime.urls  # noqa: B018 - start PostgreSQL and migrate once
     # Resources copied by Dagster find this same runtime through the per-process registry.
     _RUNTIMES[(str(session_home.resolve()), 0.0)] = runtime
-    return runtime
+    yield runtime
+    # The embedded server outlives this process unless stopped (a no-op with DATABASE_URL).
+    if runtime.settings.database_url is None:
+        stop_embedded(runtime.settings)
 
 
 @pytest.fixture
