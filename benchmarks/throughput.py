@@ -20,8 +20,9 @@ on one partition day:
   bounded sample of records with distinct answers, on a day of its own: the embedder on this
   machine writes tens to a few hundred texts per second, so 50,000 records (about 20 memories
   each) would take hours. ``stage2`` is memories written to both stores per second;
-  ``embed_only`` is the embedding model's own encode rate on the same memory texts, measured
-  right after in the same process.
+  ``embed_only`` is the embedding model's own encode rate on the same memory texts in the same
+  process, measured right before Stage 2 (the answers' memory texts) and right after it (the
+  stored ones) and taken together, because the speed of this shared machine drifts.
 
 Peak memory is the resident set of this process and its children (psutil, sampled every 20 ms),
 per stage and overall; the embedded PostgreSQL runs as a separate daemon and is reported apart.
@@ -32,6 +33,7 @@ the largest size.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import logging
 import os
 import random
@@ -136,6 +138,18 @@ def measured(stage: Stage, rss: PeakRss) -> Iterator[Stage]:
     stage.seconds = time.perf_counter() - started
     rss.sample()
     stage.peak_mb = rss.peak / 2**20
+
+
+@contextmanager
+def profiled(folder: Path | None, name: str) -> Iterator[None]:
+    """cProfile the block into ``folder/name.pstats`` when a folder is given."""
+    if folder is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with cProfile.Profile() as profile:
+        yield
+    profile.dump_stats(folder / f"{name}.pstats")
 
 
 def postgres_rss_mb(pg_dir: Path) -> float:
@@ -352,7 +366,7 @@ def run_size(runtime: MemoRuntime, settings: Settings, size: int, day: str, args
         answers = answer_pool(conn, orgs, day, args.answers)
 
         registry.get(PROVIDER)  # the SDK import is not part of building requests
-        with measured(Stage("build"), rss) as built:
+        with measured(Stage("build"), rss) as built, profiled(args.profile, f"build-{day}"):
             build(conn, registry, orgs, day, work / f"requests-{day}.jsonl", built)
         built.notes["estimate_mb_per_s"] = estimate_rate(conn, day)
 
@@ -363,7 +377,7 @@ def run_size(runtime: MemoRuntime, settings: Settings, size: int, day: str, args
         )
         parsed = Stage("parse")
         parsed.notes.update(parse_breakdown(registry, orgs, model, answers))
-        with measured(parsed, rss):
+        with measured(parsed, rss), profiled(args.profile, f"parse-{day}"):
             summary = collect_partition(conn, registry, orgs, day, resubmit=False)
             parsed.items = summary.outcomes.succeeded + summary.outcomes.invalid
             parsed.notes["succeeded"] = summary.outcomes.succeeded
@@ -372,7 +386,14 @@ def run_size(runtime: MemoRuntime, settings: Settings, size: int, day: str, args
     return {"build": built, "parse": parsed}
 
 
-def run_stage2(runtime: MemoRuntime, settings: Settings, sample: int, day: str, rss) -> dict:
+def run_stage2(
+    runtime: MemoRuntime,
+    settings: Settings,
+    sample: int,
+    day: str,
+    rss: PeakRss,
+    profile: Path | None = None,
+) -> dict:
     """Stage 2 on ``sample`` records with distinct answers, then the embedder alone."""
     registry = ProviderRegistry(settings)
     orgs = settings.orgs
@@ -391,8 +412,15 @@ def run_stage2(runtime: MemoRuntime, settings: Settings, sample: int, day: str, 
         # Loading the model and opening LanceDB happen once per process, not per memory.
         runtime.embedder.encode(["warm up the model"])
         runtime.vectors.count()
+        # The machine is shared, so its speed drifts: the embedder alone runs on the answers'
+        # memory texts right before Stage 2 and on the stored texts right after, and
+        # ``embed_only`` is the two together.
+        before = [m["text"] for a in answers for m in orjson.loads(a)["memories"]]
+        started = time.perf_counter()
+        runtime.embedder.encode(before)
+        before_seconds = time.perf_counter() - started
 
-        with measured(Stage("stage2"), rss) as stage2:
+        with measured(Stage("stage2"), rss) as stage2, profiled(profile, f"stage2-{day}"):
             store = store_partition(conn, orgs, runtime.vectors, runtime.embedder, day)
             conn.commit()
         pg, lance = store_counts(conn, runtime.vectors, day)
@@ -407,6 +435,10 @@ def run_stage2(runtime: MemoRuntime, settings: Settings, sample: int, day: str, 
         ]
     with measured(Stage("embed_only", items=len(texts)), rss) as embed:
         runtime.embedder.encode(texts)
+    embed.notes["before_per_s"] = round(len(before) / before_seconds, 1)
+    embed.notes["after_per_s"] = round(embed.rate, 1)
+    embed.items += len(before)
+    embed.seconds += before_seconds
     return {"stage2": stage2, "embed_only": embed}
 
 
@@ -415,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="10000,50000")
     parser.add_argument("--stage2-sample", type=int, default=200, help="records for Stage 2")
     parser.add_argument("--answers", type=int, default=300, help="distinct answers for parse")
+    parser.add_argument(
+        "--profile", type=Path, help="folder for cProfile dumps of each stage (pstats)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     for name in ("DATABASE_URL", "MEMO_PROVIDERS_FILE", "MEMO_PRICES_FILE", "OPENAI_BASE_URL"):
@@ -437,7 +472,9 @@ def main(argv: list[str] | None = None) -> int:
                 day = (FIRST_DAY + timedelta(days=index)).isoformat()
                 stages = run_size(runtime, settings, size, day, args, rss)
                 stage2_day = (FIRST_DAY + timedelta(days=100 + index)).isoformat()
-                stages |= run_stage2(runtime, settings, args.stage2_sample, stage2_day, rss)
+                stages |= run_stage2(
+                    runtime, settings, args.stage2_sample, stage2_day, rss, args.profile
+                )
                 for stage in stages.values():
                     notes = " ".join(f"{k}={v}" for k, v in stage.notes.items())
                     print(
