@@ -23,7 +23,7 @@ def _setup_logging(verbose: bool) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("httpx", "botocore", "urllib3", "sentence_transformers", "lancedb"):
+    for noisy in ("httpx", "botocore", "urllib3", "sentence_transformers", "lancedb", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     warnings.filterwarnings("ignore", category=DeprecationWarning)

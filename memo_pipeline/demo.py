@@ -336,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(
             level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s"
         )
-    for noisy in ("httpx", "sentence_transformers", "lancedb"):
+    # pgserver logs its shutdown at exit, after the summary line.
+    for noisy in ("httpx", "sentence_transformers", "lancedb", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     started = time.monotonic()
