@@ -122,6 +122,10 @@ def test_batch_and_sync_outcomes_are_priced_at_the_path_they_took(runtime):
     assert all(r["realised_usd"] > r["counterfactual_usd"] for r in sync)
 
     with runtime.connection() as conn:
+        routed = conn.execute(
+            "select status, path, reason from extraction_requests where request_id = any(%s)",
+            ([r["request_id"] for r in sync],),
+        ).fetchall()
         by_path = {g.key: g for g in cost_totals(conn, by=("path",)).groups}
         by_day = cost_totals(conn, DAY, by=("day", "provider", "model"))
     assert set(by_path) == {("batch",), ("sync",)}
@@ -131,6 +135,9 @@ def test_batch_and_sync_outcomes_are_priced_at_the_path_they_took(runtime):
     assert by_day.total.requests == 6
     # Five of the six read the prefix written by the first one in the job.
     assert by_day.total.requests_with_cache_read == 5
+    # Why they took the sync path survives their answer.
+    assert [(r["status"], r["path"]) for r in routed] == [("succeeded", "sync")] * 3
+    assert all("below the 50-request batch minimum" in r["reason"] for r in routed)
 
 
 def test_reused_answers_cost_nothing_and_totals_group_every_way(runtime):

@@ -138,7 +138,10 @@ def record_outcomes(
     if updates:
         status, reason, ids = (list(c) for c in zip(*updates, strict=True))
         conn.execute(
-            "update extraction_requests q set status = u.status, reason = u.reason, "
+            # An outcome without an error keeps the reason the request was given when it was
+            # routed (a remainder below a job minimum, a deadline escalation).
+            "update extraction_requests q set status = u.status, "
+            "reason = coalesce(u.reason, q.reason), "
             "updated_at = now() from unnest(%s::text[], %s::text[], %s::text[]) "
             "as u(status, reason, id) where q.request_id = u.id",
             (status, reason, ids),
