@@ -16,6 +16,7 @@ from memo_pipeline.defs.partitions import ingest_days
 from memo_pipeline.ingest.loaders import LoadOptions, load
 from memo_pipeline.pipeline.raw import land
 from memo_pipeline.pipeline.stats import partition_stats
+from memo_pipeline.pipeline.store import store_counts, store_differences
 from memo_pipeline.pipeline.submit import (
     SubmitSummary,
     build_requests,
@@ -181,3 +182,51 @@ def test_stats_json_is_stable(runtime, memo, instance, capsys):
         "dead_letters",
     }
     assert date.fromisoformat(days[0])
+
+
+def test_store_differences_see_a_swap_that_counts_miss_and_the_next_run_repairs_it(
+    runtime, memo, instance
+):
+    days = _land(runtime, EXAMPLES, "jsonl")
+    day = days[0]
+    instance.add_dynamic_partitions(ingest_days.name, [day])
+    _run("bulk_submit_job", day, memo, instance)
+    _run("bulk_collect_job", day, memo, instance)
+
+    with runtime.connection() as conn:
+        assert store_differences(conn, runtime.vectors, day) == {
+            "postgres_only": [],
+            "lancedb_only": [],
+            "entity_differs": [],
+        }
+        first, second = [
+            r["memory_id"]
+            for r in conn.execute(
+                "select memory_id from memories where partition_day = %s "
+                "and superseded_by is null order by memory_id limit 2",
+                (day,),
+            )
+        ]
+        table = runtime.vectors.table()
+        table.update(where=f"memory_id = '{first}'", values={"memory_id": "m-not-a-memory"})
+        table.update(where=f"memory_id = '{second}'", values={"entity_id": "e-somebody-else"})
+        pg, lance = store_counts(conn, runtime.vectors, day)
+        assert pg == lance  # the counts cannot tell
+        assert store_differences(conn, runtime.vectors, day) == {
+            "postgres_only": [first],
+            "lancedb_only": ["m-not-a-memory"],
+            "entity_differs": [second],
+        }
+
+    # Materializing the day again reconciles LanceDB with PostgreSQL, and the check passes.
+    result = defs.resolve_job_def("bulk_collect_job").execute_in_process(
+        partition_key=day, instance=instance, resources={"memo": memo}
+    )
+    checks = {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert checks["stores_agree"] is True
+    with runtime.connection() as conn:
+        assert not any(store_differences(conn, runtime.vectors, day).values())

@@ -323,3 +323,31 @@ def store_counts(conn: psycopg.Connection, vectors: VectorStore, day: str) -> tu
         (day,),
     ).fetchone()["n"]
     return pg, vectors.count(f"partition_day = '{day}'")
+
+
+def store_differences(
+    conn: psycopg.Connection, vectors: VectorStore, day: str
+) -> dict[str, list[str]]:
+    """Memory ids of ``day`` on which the two stores disagree (sorted; all empty when they agree).
+
+    ``postgres_only``: current memories without a vector; ``lancedb_only``: vectors of no current
+    memory of the day; ``entity_differs``: a vector filed under another entity than its memory.
+    Equal counts can hide a swap of one row for another; the ids cannot.
+    """
+    pg = {
+        r["memory_id"]: r["entity_id"]
+        for r in conn.execute(
+            "select memory_id, entity_id from memories where partition_day = %s "
+            "and superseded_by is null",
+            (day,),
+        )
+    }
+    lance = {
+        r["memory_id"]: r["entity_id"]
+        for r in _lance_rows(vectors, f"partition_day = '{day}'", ["memory_id", "entity_id"])
+    }
+    return {
+        "postgres_only": sorted(pg.keys() - lance.keys()),
+        "lancedb_only": sorted(lance.keys() - pg.keys()),
+        "entity_differs": sorted(m for m in pg.keys() & lance.keys() if pg[m] != lance[m]),
+    }

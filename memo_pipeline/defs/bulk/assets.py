@@ -31,7 +31,7 @@ from memo_pipeline.pipeline.costs_ledger import (
 )
 from memo_pipeline.pipeline.plan import plan_partition
 from memo_pipeline.pipeline.raw import load_partition
-from memo_pipeline.pipeline.store import store_counts, store_partition
+from memo_pipeline.pipeline.store import store_counts, store_differences, store_partition
 from memo_pipeline.pipeline.submit import submit_partition
 
 GROUP = "bulk_extraction"
@@ -268,7 +268,10 @@ def extraction_results(context: AssetExecutionContext, memo: MemoResource) -> Ma
             "stores_agree",
             asset="memories",
             blocking=True,
-            description="PostgreSQL and LanceDB hold the same number of memories for the day.",
+            description=(
+                "PostgreSQL and LanceDB hold the same memories for the day: the same ids, "
+                "each under the same entity."
+            ),
         )
     ],
 )
@@ -295,8 +298,12 @@ def memories(context: AssetExecutionContext, memo: MemoResource) -> MaterializeR
                     "lancedb": lance,
                 }
             )
-            if pg != lance:
-                mismatches.append(day)
+            differences = store_differences(conn, rt.vectors, day)
+            if pg != lance or any(differences.values()):
+                mismatches.append(
+                    {"day": day, "postgres": pg, "lancedb": lance}
+                    | {k: {"count": len(v), "first": v[:5]} for k, v in differences.items()}
+                )
             context.log.info(
                 "%s: %d answers applied, %d new memories, %d merged; pg=%d lance=%d",
                 day,
