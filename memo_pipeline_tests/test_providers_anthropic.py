@@ -20,6 +20,7 @@ import anthropic
 import orjson
 import pytest
 
+from memo_pipeline.intake.extract import TransientCallError
 from memo_pipeline.providers.base import JobState, Outcome, ProviderRequest
 from memo_pipeline.providers.classify import ProviderCallError, split_lines
 from memo_pipeline.providers.extractor import answer_for_prompt
@@ -511,3 +512,17 @@ def test_fallback_line_splitter_ends_lines_only_on_newline():
     lines = [orjson.loads(raw) for raw in split_lines(chunks)]
 
     assert lines == [{"a": 1}, {"b": 2}, {"c": 3}]
+
+
+def test_sync_429_passes_the_providers_retry_after_up(emulator, emu):
+    emu.faults(
+        {"kind": "error", "provider": "anthropic", "scope": "sync", "status": 429, "retry_after": 7}
+    )
+    provider = anthropic_provider(emulator, max_retries=0)
+
+    outcome = provider.call_sync(make_requests(1)[0])
+
+    assert outcome.outcome is Outcome.RETRYABLE
+    assert "retry-after 7s" in (outcome.error or "")
+    # The intake's sync path waits what the provider asked for, not its own backoff.
+    assert TransientCallError(outcome).retry_after == 7.0

@@ -20,6 +20,7 @@ import openai
 import orjson
 import pytest
 
+from memo_pipeline.intake.extract import TransientCallError
 from memo_pipeline.providers.base import JobState, Outcome
 from memo_pipeline.providers.classify import ProviderCallError
 from memo_pipeline.providers.extractor import answer_for_prompt
@@ -425,3 +426,17 @@ def test_malformed_lines_fail_validation_and_only_they_are_permanent(emulator, e
     assert results["req-00001"].outcome is Outcome.PERMANENT and code in results["req-00001"].error
     assert results["req-00000"].outcome is Outcome.RETRYABLE
     assert results["req-00002"].outcome is Outcome.RETRYABLE
+
+
+def test_sync_429_passes_the_providers_retry_after_up(emulator, emu):
+    emu.faults(
+        {"kind": "error", "provider": "openai", "scope": "sync", "status": 429, "retry_after": 7}
+    )
+    provider = openai_provider(emulator, max_retries=0)
+
+    outcome = provider.call_sync(make_requests(1)[0])
+
+    assert outcome.outcome is Outcome.RETRYABLE
+    assert "retry-after 7s" in (outcome.error or "")
+    # The intake's sync path waits what the provider asked for, not its own backoff.
+    assert TransientCallError(outcome).retry_after == 7.0

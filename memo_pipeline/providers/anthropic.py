@@ -47,6 +47,7 @@ from memo_pipeline.providers.classify import (
     conversation,
     failed_outcome,
     packaged_provider_settings,
+    retry_after_note,
     retryable_error,
     setting,
     split_lines,
@@ -414,7 +415,8 @@ class AnthropicProvider(Provider):
             error_type = _error_type(exc)
             return failed_outcome(
                 request.request_id,
-                f"HTTP {exc.status_code} {error_type}: {_error_message(exc)}",
+                f"HTTP {exc.status_code} {error_type}: {_error_message(exc)}"
+                + retry_after_note(exc.response.headers),
                 retryable=retryable_error(error_type, exc.status_code),
             )
         except anthropic.APIConnectionError as exc:

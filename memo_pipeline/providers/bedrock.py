@@ -49,6 +49,7 @@ from memo_pipeline.providers.classify import (
     conversation,
     failed_outcome,
     packaged_provider_settings,
+    retry_after_note,
     retryable_error,
     setting,
     single_model,
@@ -455,7 +456,8 @@ class BedrockProvider(Provider):
             message = exc.response.get("Error", {}).get("Message", "")
             return failed_outcome(
                 request.request_id,
-                f"HTTP {status} {code}: {message[:500]}",
+                f"HTTP {status} {code}: {message[:500]}"
+                + retry_after_note(exc.response.get("ResponseMetadata", {}).get("HTTPHeaders")),
                 retryable=retryable_error(code, status),
             )
         except BotoCoreError as exc:

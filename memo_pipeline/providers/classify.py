@@ -13,7 +13,8 @@ Every provider result ends up as one ``RequestOutcome``:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -71,6 +72,23 @@ class ProviderCallError(RuntimeError):
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+
+
+def retry_after_note(headers: Mapping[str, str] | None) -> str:
+    """``"; retry-after 12s"`` when the response said how long to wait, else ``""``.
+
+    The sync callers read it back from the outcome's error to wait what the provider asked
+    (``retry-after-ms`` is OpenAI's and Anthropic's finer form; an HTTP date is ignored).
+    """
+    if not headers:
+        return ""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    with suppress(TypeError, ValueError):
+        if "retry-after-ms" in lowered:
+            return f"; retry-after {float(lowered['retry-after-ms']) / 1000:g}s"
+        if "retry-after" in lowered:
+            return f"; retry-after {float(lowered['retry-after']):g}s"
+    return ""
 
 
 def retryable_status(status: int | None) -> bool:

@@ -48,6 +48,7 @@ from memo_pipeline.providers.classify import (
     conversation,
     failed_outcome,
     packaged_provider_settings,
+    retry_after_note,
     retryable_error,
     retryable_status,
     setting,
@@ -397,7 +398,8 @@ class OpenAIProvider(Provider):
             code = _error_code(exc)
             return failed_outcome(
                 request.request_id,
-                f"HTTP {exc.status_code} {code}: {_error_message(exc)}",
+                f"HTTP {exc.status_code} {code}: {_error_message(exc)}"
+                + retry_after_note(exc.response.headers),
                 retryable=retryable_status(exc.status_code),
             )
         except openai.APIConnectionError as exc:
