@@ -223,6 +223,60 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merges(args: argparse.Namespace) -> int:
+    from memo_pipeline.stores.db import connect, ensure_databases
+
+    with connect(ensure_databases(Settings.from_env()).app) as conn:
+        merges = conn.execute(
+            "select m.merge_id, m.org_id, m.survivor_id, s.names as survivor_names, m.merged_id, "
+            "d.names as merged_names, m.evidence, m.created_at, m.undone_at from entity_merges m "
+            "join entities s on s.entity_id = m.survivor_id "
+            "join entities d on d.entity_id = m.merged_id "
+            "where %s::text is null or m.org_id = %s order by m.merge_id",
+            (args.org, args.org),
+        ).fetchall()
+    if args.json:
+        print(json.dumps(merges, indent=2, default=_json_value))
+        return 0
+    for m in merges:
+        state = f"undone {m['undone_at']:%Y-%m-%d}" if m["undone_at"] else "active"
+        print(
+            f"{m['merge_id']}\t{m['org_id']}\t{state}\t{m['evidence'].get('rule', '')}\t"
+            f"{'; '.join(m['merged_names'])} ({m['merged_id']}) -> "
+            f"{'; '.join(m['survivor_names'])} ({m['survivor_id']})"
+        )
+    return 0
+
+
+def cmd_undo_merge(args: argparse.Namespace) -> int:
+    from memo_pipeline.defs.resources import MemoRuntime
+    from memo_pipeline.pipeline.store import StoreSummary, sync_vectors
+    from memo_pipeline.stage2.merge import MergeError, undo_merge
+
+    runtime = MemoRuntime(Settings.from_env())
+    with runtime.connection() as conn:
+        try:
+            with conn.transaction():
+                undo_merge(conn, args.merge_id)
+        except MergeError as exc:
+            log.error("%s", exc)
+            return 2
+        # The restored memories are in the vector outbox; LanceDB follows now, not at the next run.
+        dirty = conn.execute(
+            "select distinct partition_day::text as day from memories where vector_dirty order by 1"
+        ).fetchall()
+        summary = StoreSummary(day="")
+        for row in dirty:
+            sync_vectors(conn, runtime.vectors, runtime.embedder, row["day"], summary)
+    log.info(
+        "merge %d undone; LanceDB: %d vectors re-tagged, %d written",
+        args.merge_id,
+        summary.vectors_moved,
+        summary.vectors_written,
+    )
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from memo_pipeline.defs.instance import prepare_instance
     from memo_pipeline.defs.resources import MemoRuntime
@@ -423,6 +477,17 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--hops", type=int, default=1)
     graph.add_argument("--json", action="store_true", help="a JSON object on stdout")
     graph.set_defaults(func=cmd_graph)
+
+    merges = sub.add_parser("merges", help="entity merges (all orgs, or --org), oldest first")
+    merges.add_argument("--org", default=None)
+    merges.add_argument("--json", action="store_true", help="a JSON list on stdout")
+    merges.set_defaults(func=cmd_merges)
+
+    undo = sub.add_parser(
+        "undo-merge", help="restore both entities of a merge (undo later merges of them first)"
+    )
+    undo.add_argument("merge_id", type=int)
+    undo.set_defaults(func=cmd_undo_merge)
 
     ui = sub.add_parser("ui", help="dagster dev on the project's instance")
     ui.add_argument("--host", default="127.0.0.1")

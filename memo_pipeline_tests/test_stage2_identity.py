@@ -275,10 +275,15 @@ def test_identifiers_of_two_entities_merge_the_younger_into_the_older_and_undo_e
     assert listed[work]["identifiers"] == sorted([DANA, DANA_HOME])
     assert listed[work]["memory_count"] == 3
 
-    with runtime.connection() as conn:
-        undo_merge(conn, merge["merge_id"])
-        conn.commit()
+    assert run_cli("merges", "--json") == 0
+    merges = json.loads(capsys.readouterr().out)
+    assert [(m["merge_id"], m["survivor_id"], m["merged_id"]) for m in merges] == [
+        (merge["merge_id"], work, home)
+    ]
+    assert merges[0]["undone_at"] is None
+    assert run_cli("undo-merge", str(merge["merge_id"])) == 0
     assert snapshot(runtime) == before
+    assert run_cli("undo-merge", str(merge["merge_id"])) == 2  # already undone
     with runtime.connection() as conn, pytest.raises(MergeError, match="already undone"):
         undo_merge(conn, merge["merge_id"])
 
