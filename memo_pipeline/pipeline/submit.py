@@ -293,7 +293,8 @@ def claim_pending(
                     build_requests(conn, orgs, group),
                     {r["request_id"]: r for r in group},
                     orgs,
-                    f"{len(group)} requests are below the {minimum}-request batch minimum",
+                    f"{len(group)} request{' is' if len(group) == 1 else 's are'} below "
+                    f"the {minimum}-request batch minimum",
                     budget.prices,
                 )
                 continue
