@@ -248,9 +248,47 @@ def cmd_merges(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sync_dirty_vectors(runtime, conn) -> tuple[int, int]:
+    """LanceDB follows the memories a merge or its undo moved now, not at the next run."""
+    from memo_pipeline.pipeline.store import StoreSummary, sync_vectors
+
+    dirty = conn.execute(
+        "select distinct partition_day::text as day from memories where vector_dirty order by 1"
+    ).fetchall()
+    summary = StoreSummary(day="")
+    for row in dirty:
+        sync_vectors(conn, runtime.vectors, runtime.embedder, row["day"], summary)
+    return summary.vectors_moved, summary.vectors_written
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from memo_pipeline.defs.resources import MemoRuntime
+    from memo_pipeline.stage2.merge import MergeError, merge_by_hand
+
+    runtime = MemoRuntime(Settings.from_env())
+    with runtime.connection() as conn:
+        try:
+            with conn.transaction():
+                merge_id = merge_by_hand(
+                    conn, runtime.orgs, args.survivor_id, args.merged_id, args.note
+                )
+        except MergeError as exc:
+            log.error("%s", exc)
+            return 2
+        moved, written = _sync_dirty_vectors(runtime, conn)
+    log.info(
+        "merge %d: %s folded into %s; LanceDB: %d vectors re-tagged, %d written",
+        merge_id,
+        args.merged_id,
+        args.survivor_id,
+        moved,
+        written,
+    )
+    return 0
+
+
 def cmd_undo_merge(args: argparse.Namespace) -> int:
     from memo_pipeline.defs.resources import MemoRuntime
-    from memo_pipeline.pipeline.store import StoreSummary, sync_vectors
     from memo_pipeline.stage2.merge import MergeError, undo_merge
 
     runtime = MemoRuntime(Settings.from_env())
@@ -261,18 +299,9 @@ def cmd_undo_merge(args: argparse.Namespace) -> int:
         except MergeError as exc:
             log.error("%s", exc)
             return 2
-        # The restored memories are in the vector outbox; LanceDB follows now, not at the next run.
-        dirty = conn.execute(
-            "select distinct partition_day::text as day from memories where vector_dirty order by 1"
-        ).fetchall()
-        summary = StoreSummary(day="")
-        for row in dirty:
-            sync_vectors(conn, runtime.vectors, runtime.embedder, row["day"], summary)
+        moved, written = _sync_dirty_vectors(runtime, conn)
     log.info(
-        "merge %d undone; LanceDB: %d vectors re-tagged, %d written",
-        args.merge_id,
-        summary.vectors_moved,
-        summary.vectors_written,
+        "merge %d undone; LanceDB: %d vectors re-tagged, %d written", args.merge_id, moved, written
     )
     return 0
 
@@ -482,6 +511,14 @@ def build_parser() -> argparse.ArgumentParser:
     merges.add_argument("--org", default=None)
     merges.add_argument("--json", action="store_true", help="a JSON list on stdout")
     merges.set_defaults(func=cmd_merges)
+
+    merge = sub.add_parser(
+        "merge", help="fold one entity into another by hand (recorded, and undone by undo-merge)"
+    )
+    merge.add_argument("survivor_id", help="the entity that stays")
+    merge.add_argument("merged_id", help="the entity folded into it")
+    merge.add_argument("--note", default="", help="why, kept in the merge's evidence")
+    merge.set_defaults(func=cmd_merge)
 
     undo = sub.add_parser(
         "undo-merge", help="restore both entities of a merge (undo later merges of them first)"

@@ -347,6 +347,100 @@ def test_a_namesake_with_an_address_of_its_own_is_not_merged(runtime):
     assert scalar(runtime, "select count(*) from entity_merges") == 0
 
 
+def test_one_name_at_one_organisation_domain_is_one_person_by_a_recorded_merge(runtime):
+    apply(
+        runtime,
+        "r1",
+        [person("e1", "Grace Nakamura", "grace.nakamura@northwind.example")],
+        memories=[("e1", "Grace Nakamura runs procurement.")],
+    )
+    before = snapshot(runtime)
+    # The same name from another mailbox of the same employer, and from a subdomain of it.
+    apply(
+        runtime,
+        "r2",
+        [person("e1", "Grace Nakamura", "gnakamura@northwind.example")],
+        memories=[("e1", "Grace Nakamura approved the pilot budget.")],
+    )
+    apply(runtime, "r3", [person("e1", "Grace Nakamura", "grace@eu.northwind.example")])
+    people = live(runtime)
+    assert len(people) == 1
+    merges = rows(runtime, "select * from entity_merges order by merge_id")
+    assert [m["evidence"]["rule"] for m in merges] == ["name_and_mail_domain"] * 2
+    assert merges[0]["evidence"]["identifiers"] == ["gnakamura@northwind.example"]
+    assert merges[0]["evidence"]["record_id"] == "r2"
+    assert (
+        scalar(
+            runtime, "select count(*) from memories where entity_id = %s", (people[0]["entity_id"],)
+        )
+        == 2
+    )
+
+    # Undone, the pair stays apart, and the address keeps its own entity and facts.
+    with runtime.connection() as conn:
+        undo_merge(conn, merges[1]["merge_id"])
+        undo_merge(conn, merges[0]["merge_id"])
+        conn.commit()
+    apply(runtime, "r3", [person("e1", "Grace Nakamura", "grace@eu.northwind.example")])
+    apply(
+        runtime,
+        "r4",
+        [person("e1", "Grace Nakamura", "gnakamura@northwind.example")],
+        memories=[("e1", "Grace Nakamura signed the order form.")],
+    )
+    assert len(live(runtime)) == 3
+    assert entity_by_email(runtime, "gnakamura@northwind.example") != entity_by_email(
+        runtime, "grace.nakamura@northwind.example"
+    )
+    assert scalar(runtime, "select count(*) from entity_merges where undone_at is null") == 0
+    assert snapshot(runtime)["entities"] != before["entities"]
+
+
+def test_an_address_known_first_under_another_name_joins_its_colleague_later(runtime):
+    apply(runtime, "r1", [person("e1", "Luis Ferreira", "luis.ferreira@bluefin.example")])
+    apply(runtime, "r2", [person("e1", "L. Ferreira", "lf@bluefin.example")])
+    assert len(live(runtime)) == 2  # the names differ: nothing links them yet
+    summary = apply(runtime, "r3", [person("e1", "Luis Ferreira", "lf@bluefin.example")])
+    assert summary.entities_merged == 1
+    assert [p["names"] for p in live(runtime)] == [["Luis Ferreira", "L. Ferreira"]]
+
+
+def test_a_public_mail_domain_or_two_employers_do_not_link_namesakes(runtime):
+    apply(runtime, "r1", [person("e1", "Sam Patel", "sam.patel@gmail.com")])
+    apply(runtime, "r2", [person("e1", "Sam Patel", "sampatel77@gmail.com")])
+    apply(runtime, "r3", [person("e1", "Sam Patel", "sam.patel@tallgrass.example")])
+    apply(runtime, "r4", [person("e1", "Sam Patel", "spatel@quillmark.example")])
+    assert len(live(runtime)) == 4
+    assert scalar(runtime, "select count(*) from entity_merges") == 0
+
+
+def test_merge_command_joins_two_entities_by_hand_and_undo_merge_parts_them(
+    runtime, monkeypatch, capsys
+):
+    apply(runtime, "r1", [person("e1", "Grace Nakamura", "grace.nakamura@northwind.example")])
+    apply(
+        runtime,
+        "r2",
+        [person("e1", "Grace Nakamura", "gnakamura@tallgrass.example")],
+        memories=[("e1", "Grace Nakamura moved to Tallgrass in November.")],
+    )
+    before = snapshot(runtime)
+    old, new = (p["entity_id"] for p in live(runtime))
+    monkeypatch.setenv("MEMO_HOME", str(runtime.settings.memo_home))
+
+    assert run_cli("merge", old, new, "--note", "changed jobs") == 0
+    assert [p["entity_id"] for p in live(runtime)] == [old]
+    merge = rows(runtime, "select * from entity_merges")[0]
+    assert merge["evidence"] == {"rule": "manual", "note": "changed jobs"}
+    assert stores_agree(runtime)
+    assert run_cli("merge", old, new) == 2  # already merged away
+    assert run_cli("merge", old, "e-does-not-exist") == 2
+
+    assert run_cli("undo-merge", str(merge["merge_id"])) == 0
+    assert snapshot(runtime) == before
+    assert stores_agree(runtime)
+
+
 def about(fields: dict[str, str], content: str, answer: dict[str, Any]) -> dict[str, Any]:
     """A model for records written as "<fact>\\nAbout: <name> | <address>[, <address>]"."""
     text, _, who = content.partition("\nAbout: ")

@@ -11,11 +11,17 @@ Rules, in order, always inside one org (every lookup is scoped by ``org_id``):
    different identifier of its own. A bare name known to several entities goes to the oldest of
    them, so that a mention resolves the same way before and after a namesake appears (and the
    same content ingested twice lands on the same entities).
+3. the same full name with an e-mail address at the same organisation's domain (or a subdomain
+   of it) as the addresses of exactly one entity of that name: one person writing from two
+   mailboxes of one employer (``jane.doe@`` and ``jdoe@example.com``). Public mail providers
+   (``PUBLIC_MAIL_DOMAINS``) do not count as an organisation, and addresses at two different
+   organisations stay two people (a namesake, or someone who changed jobs: the rules cannot
+   tell them apart; ``memo-pipeline merge`` joins them by hand).
 
-When one extracted entity links two existing entities (its identifiers belong to both, or its
-identifier belongs to one and its name to another that has no identifiers of its own), the younger
-entity is merged into the older one (``merge.merge_entities``), with the evidence recorded; a
-merge that was undone is not made again.
+When one extracted entity links two existing entities (its identifiers belong to both, its
+identifier belongs to one and its name to another that has no identifiers of its own, or rule 3
+links it to a namesake), the younger entity is merged into the older one
+(``merge.merge_entities``), with the evidence recorded; a merge that was undone is not made again.
 """
 
 from __future__ import annotations
@@ -35,6 +41,15 @@ HONORIFICS = {"mr", "mrs", "ms", "miss", "dr", "prof", "sir", "dame"}
 COMPANY_SUFFIXES = {"inc", "ltd", "llc", "corp", "corporation", "gmbh", "limited", "plc", "co"}
 # Typed property values that are identifiers of their entity.
 IDENTIFIER_PROPERTIES = {"person": {"email"}, "company": {"domain"}}
+# Mail domains shared by unrelated people: the same name at one of these is no evidence.
+PUBLIC_MAIL_DOMAINS = frozenset(
+    {
+        "aol.com", "gmail.com", "googlemail.com", "gmx.com", "gmx.de", "gmx.net", "hotmail.com",
+        "hotmail.co.uk", "icloud.com", "live.com", "mail.com", "mail.ru", "me.com", "msn.com",
+        "outlook.com", "proton.me", "protonmail.com", "qq.com", "web.de", "yahoo.co.uk",
+        "yahoo.com", "yandex.ru", "163.com", "126.com",
+    }
+)  # fmt: skip
 
 
 def normalize_email(value: str) -> str | None:
@@ -81,6 +96,17 @@ def name_matchable(norm: str, entity_type: str) -> bool:
     return bool(norm) and (entity_type != "person" or len(norm.split()) >= 2)
 
 
+def organisation_domains(identifiers: Sequence[str]) -> set[str]:
+    """The mail domains of normalised addresses, public mail providers left out."""
+    domains = {i.rpartition("@")[2] for i in identifiers if "@" in i}
+    return {d for d in domains if d not in PUBLIC_MAIL_DOMAINS}
+
+
+def same_organisation(ours: set[str], theirs: set[str]) -> bool:
+    """Some domain of one side equals a domain of the other, or is a subdomain of it."""
+    return any(a == b or a.endswith("." + b) or b.endswith("." + a) for a in ours for b in theirs)
+
+
 class Resolver:
     """Resolves the entities of one answer inside the caller's transaction."""
 
@@ -125,11 +151,43 @@ class Resolver:
             (self.org, entity_type, norm),
         ).fetchall()
 
-    def _merge(self, ids: list[str], entity_type: str, evidence: dict[str, Any]) -> str:
+    def _colleague(
+        self, candidates: list[dict[str, Any]], identifiers: list[str], entity_type: str
+    ) -> str | None:
+        """The one namesake (rule 3) whose addresses share an organisation domain with ours."""
+        domains = organisation_domains(identifiers)
+        if entity_type != "person" or not domains:
+            return None
+        held = [c["entity_id"] for c in candidates if c["has_identifiers"]]
+        if not held:
+            return None
+        theirs: dict[str, set[str]] = {}
+        for row in self.conn.execute(
+            "select entity_id, identifier from entity_identifiers where entity_id = any(%s)",
+            (held,),
+        ):
+            theirs.setdefault(row["entity_id"], set()).add(row["identifier"])
+        matches = [
+            e for e in held if same_organisation(domains, organisation_domains(theirs.get(e, ())))
+        ]
+        return matches[0] if len(matches) == 1 else None
+
+    def _merge(
+        self,
+        ids: list[str],
+        entity_type: str,
+        evidence: dict[str, Any],
+        prefer: str | None = None,
+    ) -> str:
+        """Merge ``ids`` into the oldest; returns it, or ``prefer`` if every merge was undone
+        before (the entity the answer's own identifiers point at keeps the answer)."""
         ordered = order_by_age(self.conn, ids)
         survivor = ordered[0]
+        blocked = [m for m in ordered[1:] if merge_blocked(self.conn, self.org, survivor, m)]
+        if prefer is not None and len(blocked) == len(ordered) - 1:
+            return prefer
         for merged in ordered[1:]:
-            if merge_blocked(self.conn, self.org, survivor, merged):
+            if merged in blocked:
                 continue
             self.merges.append(
                 merge_entities(
@@ -166,12 +224,15 @@ class Resolver:
         elif found:
             target = found[0]
 
+        colleague: str | None = None
         if name_matchable(norm, entity.type):
             candidates = self._name_candidates(norm, entity.type)
             if target is None:
                 usable = [c for c in candidates if not (identifiers and c["has_identifiers"])]
                 if usable:  # oldest first
                     target = usable[0]["entity_id"]
+                else:
+                    colleague = self._colleague(candidates, identifiers, entity.type)
             else:
                 others = [c for c in candidates if c["entity_id"] != target]
                 if len(others) == 1 and not others[0]["has_identifiers"]:
@@ -184,19 +245,39 @@ class Resolver:
                             "identifiers": owners,
                             "name_match": others[0]["entity_id"],
                         },
+                        prefer=target,
                     )
+                else:
+                    colleague = self._colleague(others, identifiers, entity.type)
 
         if target is None:
             target = self._create(entity.type, name, norm, identifiers)
         else:
             self._add_name(target, name, norm)
+        if colleague is not None and live_entity(self.conn, colleague) != target:
+            # A recorded merge rather than a silent match, so that an operator can undo it.
+            self._add_identifiers(target, identifiers)
+            target = self._merge(
+                [target, colleague],
+                entity.type,
+                {
+                    "rule": "name_and_mail_domain",
+                    "name": name,
+                    "identifiers": identifiers,
+                    "name_match": colleague,
+                },
+                prefer=target,
+            )
+        self._add_identifiers(target, identifiers)
+        return target
+
+    def _add_identifiers(self, entity_id: str, identifiers: list[str]) -> None:
         for identifier in identifiers:
             self.conn.execute(
                 "insert into entity_identifiers (org_id, identifier, entity_id) values (%s, %s, %s) "
                 "on conflict (org_id, identifier) do nothing",
-                (self.org, identifier, target),
+                (self.org, identifier, entity_id),
             )
-        return target
 
     def _create(self, entity_type: str, name: str, norm: str, identifiers: list[str]) -> str:
         entity_id = entity_key(self.org, entity_type, identifiers[0] if identifiers else norm)

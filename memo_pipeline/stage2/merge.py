@@ -15,7 +15,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from memo_pipeline.stage2.history import rebuild_chain
+from memo_pipeline.schema.collections import OrgSpec
+from memo_pipeline.stage2.history import rebuild_chain, single_valued_properties
 
 
 class MergeError(ValueError):
@@ -241,6 +242,36 @@ def _move_values(
     for name in rebuilt:
         rebuild_chain(conn, survivor, name)
     return {"values_moved": sorted(r["value_id"] for r in rows), "chains_rebuilt": rebuilt}
+
+
+def merge_by_hand(
+    conn: psycopg.Connection,
+    orgs: dict[str, OrgSpec],
+    survivor: str,
+    merged: str,
+    note: str = "",
+) -> int:
+    """An operator's merge of two live entities of one org and type; returns the merge id.
+
+    Recorded like an automatic one (rule ``manual``) and undone the same way; it is made even
+    when an automatic merge of the same pair was undone before: the operator has decided again.
+    """
+    row = conn.execute(
+        "select org_id, type from entities where entity_id = %s", (survivor,)
+    ).fetchone()
+    if row is None:
+        raise MergeError(f"entity {survivor} does not exist")
+    org = orgs.get(row["org_id"])
+    single_valued = sorted(
+        {
+            name
+            for collection in (org.collections.values() if org else ())
+            for name in single_valued_properties(collection).get(row["type"], [])
+        }
+    )
+    return merge_entities(
+        conn, row["org_id"], survivor, merged, {"rule": "manual", "note": note}, single_valued
+    )
 
 
 def undo_merge(conn: psycopg.Connection, merge_id: int) -> None:
