@@ -37,6 +37,8 @@ import cProfile
 import logging
 import os
 import random
+import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -63,9 +65,10 @@ from memo_pipeline.pipeline.collect import collect_partition  # noqa: E402
 from memo_pipeline.pipeline.plan import plan_partition, record_from_row  # noqa: E402
 from memo_pipeline.pipeline.registry import ProviderRegistry  # noqa: E402
 from memo_pipeline.pipeline.store import store_counts, store_partition  # noqa: E402
-from memo_pipeline.pipeline.submit import build_requests  # noqa: E402
-from memo_pipeline.prompts.render import render  # noqa: E402
-from memo_pipeline.providers.classify import split_lines  # noqa: E402
+from memo_pipeline.pipeline.submit import submit_partition  # noqa: E402
+from memo_pipeline.prompts.render import record_part_tokens, render  # noqa: E402
+from memo_pipeline.providers.base import JobHandle, JobState, JobStatus  # noqa: E402
+from memo_pipeline.providers.classify import check_batch, split_lines  # noqa: E402
 from memo_pipeline.providers.extractor import answer_for_prompt  # noqa: E402
 from memo_pipeline.records import ContentRecord  # noqa: E402
 from memo_pipeline.stage2.validate import validate_answer  # noqa: E402
@@ -73,6 +76,8 @@ from memo_pipeline.stores.db import stop_embedded  # noqa: E402
 from memo_pipeline.tokens import estimate_tokens  # noqa: E402
 
 PROVIDER = "openai"
+# The first phone number in an answer's property values: its last seven digits vary per line.
+PHONE_IN_ANSWER = re.compile(r'("value":\s*"\+?1?\s*\(?415\)?[ -]?)\d{3}[ -]?\d{4}')
 CHUNK = 5000
 FIRST_DAY = date(2026, 10, 1)
 WORDS = ["renewal", "contract", "budget", "quote", "review", "migration", "rollout", "audit",
@@ -198,7 +203,7 @@ def copy_records(conn, day: str, count: int, seed: int, tag: str) -> None:
         conn.cursor() as cur,
         cur.copy(
             "copy content_records (record_id, org_id, source_id, collection, partition_day, kind, "
-            "identifier, content, content_hash, source_ts, source) from stdin"
+            "identifier, content, content_hash, source_ts, source, record_tokens) from stdin"
         ) as copy,
     ):
         for i in range(count):
@@ -225,6 +230,7 @@ def copy_records(conn, day: str, count: int, seed: int, tag: str) -> None:
                     record.content_hash,
                     record.source_ts,
                     "benchmark",
+                    record_part_tokens(record),
                 )
             )
     conn.commit()
@@ -239,38 +245,72 @@ def answer_pool(conn, orgs, day: str, size: int) -> list[str]:
     return [answer_for_prompt(render(orgs[ORG], record_from_row(r)).text) for r in rows]
 
 
-def build(conn, registry: ProviderRegistry, orgs, day: str, out: Path, stage: Stage) -> None:
-    provider = registry.get(PROVIDER)
-    started = time.perf_counter()
-    plan = plan_partition(conn, registry, orgs, day)
-    stage.notes["plan_records_per_s"] = round(plan.records / (time.perf_counter() - started))
-    wire_started = time.perf_counter()
-    with out.open("wb") as sink, conn.cursor(name="build") as rows:
-        rows.execute(
-            "select * from extraction_requests where partition_day = %s and status = 'pending' "
-            "order by request_id",
-            (day,),
-        )
-        while chunk := rows.fetchmany(CHUNK):
-            requests = build_requests(conn, orgs, chunk)
-            sink.write(provider._jsonl(requests))  # noqa: SLF001 - the bytes submit uploads
-            stage.items += len(requests)
-    conn.commit()
-    stage.notes["wire_records_per_s"] = round(stage.items / (time.perf_counter() - wire_started))
-    stage.notes["wire_mb"] = round(out.stat().st_size / 2**20)
+class CountingSubmit:
+    """The OpenAI adapter with the network left out: ``submit_batch`` builds the input file and
+    checks it against the limits exactly as the adapter does, then counts its bytes instead of
+    uploading them; ``find_job`` (which lists the provider's batches over HTTP) finds nothing."""
 
-
-class FileResults:
-    """The OpenAI adapter reading a job's output file from disk instead of the Files API."""
-
-    def __init__(self, adapter, path: Path) -> None:
-        self.adapter, self.path = adapter, path
+    def __init__(self, adapter) -> None:
+        self.adapter = adapter
+        self.bytes = 0
+        self.jobs = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.adapter, name)
 
+    def find_job(self, job_key: str, requests, *, exclude_job_ids=()) -> None:
+        return None
+
+    def submit_batch(self, job_key: str, requests) -> JobHandle:
+        data = self.adapter._jsonl(requests)  # noqa: SLF001 - the bytes the SDK would upload
+        check_batch(self.adapter.name, self.adapter.limits, requests, len(data))
+        self.bytes += len(data)
+        self.jobs += 1
+        return JobHandle(
+            provider=self.adapter.name,
+            job_id=f"bench-{job_key}",
+            request_count=len(requests),
+            bytes=len(data),
+            model=self.adapter.model,
+            submitted_at=datetime.now(UTC),
+        )
+
+
+def build(conn, registry: ProviderRegistry, orgs, day: str, stage: Stage) -> None:
+    """``extraction_requests`` then ``provider_batches`` of one day, minus the HTTP calls."""
+    model = registry.default_model(PROVIDER)
+    sender = CountingSubmit(registry.get(PROVIDER, model))
+    registry._cache[(PROVIDER, model)] = sender  # noqa: SLF001
+    started = time.perf_counter()
+    plan = plan_partition(conn, registry, orgs, day)
+    conn.commit()
+    stage.notes["plan_records_per_s"] = round(plan.records / (time.perf_counter() - started))
+    submit_started = time.perf_counter()
+    summary = submit_partition(conn, registry, orgs, day)
+    conn.commit()
+    stage.items = summary.submitted_requests
+    stage.notes["submit_records_per_s"] = round(
+        stage.items / (time.perf_counter() - submit_started)
+    )
+    stage.notes["jobs"] = sender.jobs
+    stage.notes["wire_mb"] = round(sender.bytes / 2**20)
+    registry._cache[(PROVIDER, model)] = sender.adapter  # noqa: SLF001
+
+
+class FileResults:
+    """The OpenAI adapter reading each job's output file from a folder instead of the Files API."""
+
+    def __init__(self, adapter, folder: Path) -> None:
+        self.adapter, self.folder = adapter, folder
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.adapter, name)
+
+    def poll(self, job_id: str) -> JobStatus:
+        return JobStatus(JobState.ENDED, "completed")
+
     def results(self, job_id: str) -> Iterator[Any]:
-        with self.path.open("rb") as source:
+        with (self.folder / f"{job_id}.jsonl").open("rb") as source:
             chunks = iter(lambda: source.read(1 << 20), b"")
             for raw in split_lines(chunks):
                 yield self.adapter._line_outcome(orjson.loads(raw))  # noqa: SLF001
@@ -294,11 +334,14 @@ def parse_breakdown(registry, orgs, model: str, answers: list[str]) -> dict[str,
     """Rates of the parts of parsing alone: reading result lines, validating answers."""
     results = registry.get(PROVIDER, model)
     started = time.perf_counter()
-    lines = sum(1 for _ in results.results("local-file"))
+    lines = sum(
+        1 for path in sorted(results.folder.glob("*.jsonl")) for _ in results.results(path.stem)
+    )
     line_rate = lines / (time.perf_counter() - started)
     collection = orgs[ORG].collections["contacts"]
+    texts = [distinct(a, i) for i, a in enumerate(answers)]
     started = time.perf_counter()
-    for answer in answers:
+    for answer in texts:
         validate_answer(answer, collection)
     return {
         "lines_per_s": round(line_rate),
@@ -306,12 +349,71 @@ def parse_breakdown(registry, orgs, model: str, answers: list[str]) -> dict[str,
     }
 
 
-def ended_job(conn, day: str, answers: list[str], out: Path, model: str) -> str:
-    """Claim the day's pending requests into one ended job and write its output file."""
+def output_line(index: int, request_id: str, answer: str, model: str) -> bytes:
+    """One line of an OpenAI batch output file answering ``request_id`` with ``answer``."""
+    body = {
+        "id": f"chatcmpl-{index}",
+        "object": "chat.completion",
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": 4600,
+            "completion_tokens": len(answer) // 4,
+            "prompt_tokens_details": {"cached_tokens": 3200, "cache_write_tokens": 0},
+        },
+    }
+    line = {
+        "id": f"batch_req_{index}",
+        "custom_id": request_id,
+        "response": {"status_code": 200, "request_id": f"r{index}", "body": body},
+        "error": None,
+    }
+    return orjson.dumps(line) + b"\n"
+
+
+def distinct(answer: str, index: int) -> str:
+    """The pool answer with this line's own phone number, so no two lines validate alike."""
+    return PHONE_IN_ANSWER.sub(lambda m: f"{m.group(1)}{index % 10_000_000:07d}", answer, count=1)
+
+
+def answer_jobs(conn, day: str, answers: list[str], folder: Path, model: str) -> None:
+    """Write an output file for each submitted job of ``day`` and mark the jobs ended."""
+    folder.mkdir(parents=True, exist_ok=True)
+    index = 0
+    jobs = conn.execute(
+        "select job_key, job_id from provider_jobs where partition_day = %s and status = "
+        "'submitted' order by job_key",
+        (day,),
+    ).fetchall()
+    for job in jobs:
+        with (folder / f"{job['job_id']}.jsonl").open("wb") as sink, conn.cursor(name="ids") as ids:
+            ids.execute(
+                "select request_id from extraction_requests where job_key = %s", (job["job_key"],)
+            )
+            while chunk := ids.fetchmany(CHUNK):
+                for row in chunk:
+                    answer = distinct(answers[index % len(answers)], index)
+                    sink.write(output_line(index, row["request_id"], answer, model))
+                    index += 1
+        conn.execute(
+            "update provider_jobs set status = 'ended', ended_at = now() where job_key = %s",
+            (job["job_key"],),
+        )
+    conn.commit()
+
+
+def ended_job(conn, day: str, answers: list[str], folder: Path, model: str) -> None:
+    """Claim the day's pending requests into one job, answered from ``answers``, ended."""
     job_key = f"bench-{day}"
     conn.execute(
         "insert into provider_jobs (job_key, provider, model, partition_day, job_id, status, "
-        "request_count, bytes) select %s, %s, %s, %s, %s, 'ended', count(*), 0 "
+        "request_count, bytes) select %s, %s, %s, %s, %s, 'submitted', count(*), 0 "
         "from extraction_requests where partition_day = %s and status = 'pending'",
         (job_key, PROVIDER, model, day, job_key, day),
     )
@@ -321,39 +423,7 @@ def ended_job(conn, day: str, answers: list[str], out: Path, model: str) -> str:
         (job_key, day),
     )
     conn.commit()
-    with out.open("wb") as sink, conn.cursor(name="ids") as ids:
-        ids.execute("select request_id from extraction_requests where job_key = %s", (job_key,))
-        index = 0
-        while chunk := ids.fetchmany(CHUNK):
-            for row in chunk:
-                answer = answers[index % len(answers)]
-                index += 1
-                body = {
-                    "id": f"chatcmpl-{index}",
-                    "object": "chat.completion",
-                    "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": answer},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {
-                        "prompt_tokens": 4600,
-                        "completion_tokens": len(answer) // 4,
-                        "prompt_tokens_details": {"cached_tokens": 3200, "cache_write_tokens": 0},
-                    },
-                }
-                line = {
-                    "id": f"batch_req_{index}",
-                    "custom_id": row["request_id"],
-                    "response": {"status_code": 200, "request_id": f"r{index}", "body": body},
-                    "error": None,
-                }
-                sink.write(orjson.dumps(line) + b"\n")
-    conn.commit()
-    return job_key
+    answer_jobs(conn, day, answers, folder, model)
 
 
 def run_size(runtime: MemoRuntime, settings: Settings, size: int, day: str, args, rss) -> dict:
@@ -367,13 +437,13 @@ def run_size(runtime: MemoRuntime, settings: Settings, size: int, day: str, args
 
         registry.get(PROVIDER)  # the SDK import is not part of building requests
         with measured(Stage("build"), rss) as built, profiled(args.profile, f"build-{day}"):
-            build(conn, registry, orgs, day, work / f"requests-{day}.jsonl", built)
+            build(conn, registry, orgs, day, built)
         built.notes["estimate_mb_per_s"] = estimate_rate(conn, day)
 
         model = registry.default_model(PROVIDER)
-        ended_job(conn, day, answers, work / f"results-{day}.jsonl", model)
+        answer_jobs(conn, day, answers, work / day, model)
         registry._cache[(PROVIDER, model)] = FileResults(  # noqa: SLF001
-            registry.get(PROVIDER, model), work / f"results-{day}.jsonl"
+            registry.get(PROVIDER, model), work / day
         )
         parsed = Stage("parse")
         parsed.notes.update(parse_breakdown(registry, orgs, model, answers))
@@ -381,8 +451,7 @@ def run_size(runtime: MemoRuntime, settings: Settings, size: int, day: str, args
             summary = collect_partition(conn, registry, orgs, day, resubmit=False)
             parsed.items = summary.outcomes.succeeded + summary.outcomes.invalid
             parsed.notes["succeeded"] = summary.outcomes.succeeded
-    for path in work.glob(f"*-{day}.jsonl"):
-        path.unlink()
+    shutil.rmtree(work / day)
     return {"build": built, "parse": parsed}
 
 
@@ -402,7 +471,7 @@ def run_stage2(
         copy_records(conn, day, sample, seed=int(day.replace("-", "")), tag=f"s{day}")
         answers = answer_pool(conn, orgs, day, sample)
         plan_partition(conn, registry, orgs, day)
-        results = Path(settings.memo_home) / f"stage2-{day}.jsonl"
+        results = Path(settings.memo_home) / f"stage2-{day}"
         model = registry.default_model(PROVIDER)
         ended_job(conn, day, answers, results, model)
         registry._cache[(PROVIDER, model)] = FileResults(  # noqa: SLF001

@@ -144,7 +144,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
                 item.collection,
                 plan.provider,
                 plan.model,
-                plan.prompt.prefix_key,
+                plan.shape.prefix_key,
                 plan.prefix_tokens,
                 plan.record_tokens,
             )

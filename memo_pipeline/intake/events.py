@@ -25,7 +25,7 @@ from memo_pipeline.intake.config import IntakeConfig
 from memo_pipeline.intake.escalation import escalation_reason
 from memo_pipeline.intake.ledger import plan_sync, work_key
 from memo_pipeline.intake.runtime import Runtime
-from memo_pipeline.prompts.render import DOCUMENT_PROMPT
+from memo_pipeline.prompts.render import DOCUMENT_PROMPT, record_part_tokens
 from memo_pipeline.records import ContentRecord
 
 MODES = ("sync", "async", "bulk")
@@ -122,13 +122,14 @@ def _records(write: WriteIn, event_id: str, now: datetime) -> list[ContentRecord
 def _upsert_content(conn: psycopg.Connection, record: ContentRecord, day: str) -> None:
     conn.execute(
         "insert into content_records (record_id, org_id, source_id, collection, partition_day, "
-        "kind, identifier, title, content, content_hash, source_ts, source, metadata) "
-        "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "kind, identifier, title, content, content_hash, source_ts, source, metadata, "
+        "record_tokens) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
         "on conflict (record_id) do update set content = excluded.content, "
         "content_hash = excluded.content_hash, collection = excluded.collection, "
         "identifier = excluded.identifier, title = excluded.title, "
         "source_ts = excluded.source_ts, partition_day = excluded.partition_day, "
-        "metadata = excluded.metadata where content_records.content_hash <> excluded.content_hash",
+        "metadata = excluded.metadata, record_tokens = excluded.record_tokens "
+        "where content_records.content_hash <> excluded.content_hash",
         (
             record.record_id,
             record.org,
@@ -143,6 +144,7 @@ def _upsert_content(conn: psycopg.Connection, record: ContentRecord, day: str) -
             record.source_ts,
             record.source,
             Jsonb(record.metadata),
+            record_part_tokens(record),
         ),
     )
 

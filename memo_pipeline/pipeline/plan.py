@@ -4,10 +4,11 @@ Work already done is skipped: a record whose content was extracted under the sam
 and model (by any path, in any earlier run) gets no new request. Identical content in another
 record of the same org and collection reuses the earlier answer instead of paying again.
 
-The day is planned in a few set-based statements (one lookup of the keys already planned, one
-batched insert, one lookup of reusable answers) rather than round trips per record, and the
-token estimate of a static prefix is computed once per prefix: planning runs at the speed of
-rendering.
+The day is planned in a few set-based statements per chunk (one lookup of the keys already
+planned, one batched insert, one lookup of reusable answers) rather than round trips per record.
+Planning reads no record text: each record's token estimate was made once when it was stored
+(``content_records.record_tokens``), and a static prefix's once per prefix. Only records stored
+without one, or of an org that redacts before sending, are read and estimated here.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from psycopg.types.json import Jsonb
 
 from memo_pipeline.pipeline.ids import request_id, request_key
 from memo_pipeline.pipeline.registry import ProviderRegistry
-from memo_pipeline.prompts.render import RenderedPrompt, render
+from memo_pipeline.prompts.render import PromptShape, prompt_shape, render_record_part
 from memo_pipeline.records import ContentRecord
 from memo_pipeline.schema.collections import OrgSpec
 from memo_pipeline.stage2.redaction import redact
@@ -44,11 +45,11 @@ class PlanSummary:
 
 @dataclass(frozen=True)
 class RecordPlan:
-    """One record's request as planned: where it goes, its prompt and its token estimate."""
+    """One record's request as planned: where it goes, its prompt's shape, its token estimate."""
 
     provider: str
     model: str
-    prompt: RenderedPrompt
+    shape: PromptShape
     redacted: bool
     prefix_tokens: int
     record_tokens: int
@@ -70,9 +71,13 @@ def record_from_row(row: dict[str, Any]) -> ContentRecord:
     )
 
 
+def redacts_before_provider(org: OrgSpec) -> bool:
+    return org.redact_before_provider and org.redaction != "off"
+
+
 def prompt_content(org: OrgSpec, record: ContentRecord) -> tuple[str | None, bool]:
     """The content to send: redacted first when the org asks for it."""
-    if org.redact_before_provider and org.redaction != "off":
+    if redacts_before_provider(org):
         return redact(record.content, org.redaction).text or "", True
     return None, False
 
@@ -83,25 +88,59 @@ class Planner:
     def __init__(self, registry: ProviderRegistry) -> None:
         self.registry = registry
         self._prefix_tokens: dict[str, int] = {}
+        self._routes: dict[tuple[str, str], tuple[str, str]] = {}
 
     def plan(self, org: OrgSpec, record: ContentRecord) -> RecordPlan:
-        choice = org.provider_for(record.collection)
-        model = choice.model or self.registry.default_model(choice.provider)
         content, redacted = prompt_content(org, record)
-        prompt = render(org, record, content)
-        prefix_tokens = self._prefix_tokens.get(prompt.prefix_key)
-        if prefix_tokens is None:
-            prefix_tokens = self._prefix_tokens[prompt.prefix_key] = estimate_tokens(
-                prompt.static_prefix
-            )
-        return RecordPlan(
-            choice.provider,
-            model,
-            prompt,
+        return self._plan(
+            org,
+            record.collection,
+            record.metadata,
             redacted,
-            prefix_tokens,
-            estimate_tokens(prompt.record_part),
+            estimate_tokens(render_record_part(record, content)),
         )
+
+    def plan_row(self, org: OrgSpec, row: dict[str, Any]) -> RecordPlan:
+        """Plan a ``content_records`` row, reading the estimate stored with it where it can.
+
+        The row's ``content`` is needed only when it has no ``record_tokens`` or the org redacts
+        before sending (the estimate is then of the redacted text).
+        """
+        if row["record_tokens"] is None or redacts_before_provider(org):
+            return self.plan(org, record_from_row(row))
+        return self._plan(org, row["collection"], row["metadata"], False, row["record_tokens"])
+
+    def _plan(
+        self,
+        org: OrgSpec,
+        collection: str,
+        metadata: dict[str, Any] | None,
+        redacted: bool,
+        record_tokens: int,
+    ) -> RecordPlan:
+        route = self._routes.get((org.org, collection))
+        if route is None:
+            choice = org.provider_for(collection)
+            route = self._routes[(org.org, collection)] = (
+                choice.provider,
+                choice.model or self.registry.default_model(choice.provider),
+            )
+        provider, model = route
+        shape = prompt_shape(org, collection, metadata)
+        prefix_tokens = self._prefix_tokens.get(shape.prefix_key)
+        if prefix_tokens is None:
+            prefix_tokens = self._prefix_tokens[shape.prefix_key] = estimate_tokens(
+                shape.static_prefix
+            )
+        return RecordPlan(provider, model, shape, redacted, prefix_tokens, record_tokens)
+
+
+# A row's text is read only when its estimate has to be made here (see ``Planner.plan_row``).
+PLAN_COLUMNS = (
+    "record_id, org_id, source_id, collection, identifier, source_ts, kind, title, source, "
+    "source_line, metadata, content_hash, record_tokens, "
+    "case when record_tokens is null or org_id = any(%s) then content end as content"
+)
 
 
 def plan_partition(
@@ -110,23 +149,24 @@ def plan_partition(
     summary = PlanSummary(day=day)
     planner = Planner(registry)
     groups: dict[tuple[str, str, str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    redacting = [name for name, org in orgs.items() if redacts_before_provider(org)]
     with conn.transaction(), conn.cursor(name="plan_records") as records:
         records.execute(
-            "select * from content_records where partition_day = %s order by source_ts, record_id",
-            (day,),
+            f"select {PLAN_COLUMNS} from content_records where partition_day = %s "
+            "order by source_ts, record_id",
+            (redacting, day),
         )
         while rows := records.fetchmany(CHUNK):
             summary.records += len(rows)
             planned = []
             for row in rows:
                 org = orgs[row["org_id"]]
-                record = record_from_row(row)
-                plan = planner.plan(org, record)
+                plan = planner.plan_row(org, row)
                 key = request_key(
                     org.org,
-                    record.record_id,
+                    row["record_id"],
                     row["content_hash"],
-                    plan.prompt.schema_version,
+                    plan.shape.schema_version,
                     plan.model,
                 )
                 planned.append((key, row, plan))
@@ -153,7 +193,7 @@ def plan_partition(
                         row["collection"],
                         plan.provider,
                         plan.model,
-                        plan.prompt.prefix_key,
+                        plan.shape.prefix_key,
                     )
                 ]
                 group[0] = plan.prefix_tokens
@@ -163,35 +203,49 @@ def plan_partition(
     return summary
 
 
+REQUEST_COLUMNS = (
+    "request_id, request_key, attempt, org_id, record_id, partition_day, collection, "
+    "schema_version, provider, model, prefix_key, est_prefix_tokens, est_record_tokens, redacted"
+)
+
+
 def _insert_requests(
     conn: psycopg.Connection, day: str, new: list[tuple[str, dict[str, Any], RecordPlan]]
 ) -> None:
+    """Insert the chunk's new requests: COPY into a scratch table, then one insert that leaves
+    alone any row a concurrent planner inserted meanwhile (``on conflict do nothing``)."""
+    if not new:
+        return
+    conn.execute(
+        "create temp table if not exists planned_requests "
+        "(like extraction_requests including defaults) on commit drop"
+    )
     with conn.cursor() as cur:
-        cur.executemany(
-            "insert into extraction_requests (request_id, request_key, attempt, org_id, "
-            "record_id, partition_day, collection, schema_version, provider, model, "
-            "prefix_key, est_prefix_tokens, est_record_tokens, redacted) "
-            "values (%s, %s, 1, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "on conflict do nothing",
-            [
-                (
-                    request_id(key, 1),
-                    key,
-                    row["org_id"],
-                    row["record_id"],
-                    day,
-                    row["collection"],
-                    plan.prompt.schema_version,
-                    plan.provider,
-                    plan.model,
-                    plan.prompt.prefix_key,
-                    plan.prefix_tokens,
-                    plan.record_tokens,
-                    plan.redacted,
+        with cur.copy(f"copy planned_requests ({REQUEST_COLUMNS}) from stdin") as copy:
+            for key, row, plan in new:
+                copy.write_row(
+                    (
+                        request_id(key, 1),
+                        key,
+                        1,
+                        row["org_id"],
+                        row["record_id"],
+                        day,
+                        row["collection"],
+                        plan.shape.schema_version,
+                        plan.provider,
+                        plan.model,
+                        plan.shape.prefix_key,
+                        plan.prefix_tokens,
+                        plan.record_tokens,
+                        plan.redacted,
+                    )
                 )
-                for key, row, plan in new
-            ],
+        cur.execute(
+            f"insert into extraction_requests ({REQUEST_COLUMNS}) "
+            f"select {REQUEST_COLUMNS} from planned_requests on conflict do nothing"
         )
+        cur.execute("truncate planned_requests")
 
 
 def _reuse_answers(
@@ -218,7 +272,7 @@ def _reuse_answers(
                 row["org_id"],
                 row["collection"],
                 row["content_hash"],
-                plan.prompt.schema_version,
+                plan.shape.schema_version,
                 plan.model,
             )
         )

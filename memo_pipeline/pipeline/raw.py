@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from memo_pipeline.config import Settings
 from memo_pipeline.ingest.loaders import LoadError
+from memo_pipeline.prompts.render import record_part_tokens
 from memo_pipeline.records import ContentRecord
 from memo_pipeline.schema.collections import OrgSpec
 
@@ -201,17 +202,20 @@ def load_partition(
                         record.source,
                         record.source_line,
                         Jsonb(record.metadata),
+                        record_part_tokens(record),
                     )
                 )
         with conn.cursor() as cur:
             cur.executemany(
                 "insert into content_records (record_id, org_id, source_id, collection, "
                 "partition_day, kind, identifier, title, content, content_hash, source_ts, source, "
-                "source_line, metadata) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "source_line, metadata, record_tokens) "
+                "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "on conflict (record_id) do update set content = excluded.content, "
                 "content_hash = excluded.content_hash, collection = excluded.collection, "
                 "identifier = excluded.identifier, title = excluded.title, "
-                "source_ts = excluded.source_ts, partition_day = excluded.partition_day "
+                "source_ts = excluded.source_ts, partition_day = excluded.partition_day, "
+                "record_tokens = excluded.record_tokens "
                 "where content_records.content_hash <> excluded.content_hash",
                 rows,
             )

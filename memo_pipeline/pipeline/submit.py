@@ -33,7 +33,7 @@ from memo_pipeline.pipeline.outcomes import record_outcome
 from memo_pipeline.pipeline.plan import prompt_content, record_from_row
 from memo_pipeline.pipeline.registry import ProviderRegistry
 from memo_pipeline.prompts.render import render
-from memo_pipeline.providers.base import Provider, ProviderRequest
+from memo_pipeline.providers.base import Provider, ProviderLimits, ProviderRequest
 from memo_pipeline.schema.collections import OrgSpec
 
 log = logging.getLogger(__name__)
@@ -82,26 +82,25 @@ def build_requests(
     return out
 
 
-def pack(requests: Sequence[ProviderRequest], provider: Provider) -> list[list[ProviderRequest]]:
-    """Split requests (already grouped by prefix) into batches within count and byte limits."""
-    limits = provider.limits
-    batches: list[list[ProviderRequest]] = []
-    current: list[ProviderRequest] = []
-    size = 0
-    for request in requests:
-        request_bytes = len(request.prompt.text.encode()) + REQUEST_OVERHEAD_BYTES
-        if request_bytes > limits.max_bytes_per_batch:
-            raise ValueError(f"request {request.request_id} alone exceeds the batch byte limit")
-        if current and (
-            len(current) >= limits.max_requests_per_batch
-            or size + request_bytes > limits.max_bytes_per_batch
+def pack(sizes: Sequence[int], limits: ProviderLimits) -> list[range]:
+    """Split items (already grouped by prefix) into batches within count and byte limits.
+
+    ``sizes`` are the items' wire sizes in bytes; returns the index range of each batch.
+    """
+    batches: list[range] = []
+    start, size = 0, 0
+    for index, item_bytes in enumerate(sizes):
+        if item_bytes > limits.max_bytes_per_batch:
+            raise ValueError(f"item {index} alone exceeds the batch byte limit")
+        if index > start and (
+            index - start >= limits.max_requests_per_batch
+            or size + item_bytes > limits.max_bytes_per_batch
         ):
-            batches.append(current)
-            current, size = [], 0
-        current.append(request)
-        size += request_bytes
-    if current:
-        batches.append(current)
+            batches.append(range(start, index))
+            start, size = index, 0
+        size += item_bytes
+    if start < len(sizes):
+        batches.append(range(start, len(sizes)))
     return batches
 
 
@@ -127,22 +126,22 @@ def _claim(
     provider: Provider,
     model: str,
     day: str,
-    batch: Sequence[ProviderRequest],
+    request_ids: Sequence[str],
+    size: int,
     priming: bool,
     prefix_key: str,
 ) -> str:
-    key = make_job_key(provider.name, model, [r.request_id for r in batch])
-    size = sum(len(r.prompt.text.encode()) + REQUEST_OVERHEAD_BYTES for r in batch)
+    key = make_job_key(provider.name, model, request_ids)
     conn.execute(
         "insert into provider_jobs (job_key, provider, model, partition_day, status, is_priming, "
         "request_count, bytes) values (%s, %s, %s, %s, 'intent', %s, %s, %s) "
         "on conflict (job_key) do nothing",
-        (key, provider.name, model, day, priming, len(batch), size),
+        (key, provider.name, model, day, priming, len(request_ids), size),
     )
     conn.execute(
         "update extraction_requests set job_key = %s, updated_at = now() "
         "where request_id = any(%s) and status = 'pending'",
-        (key, [r.request_id for r in batch]),
+        (key, list(request_ids)),
     )
     if priming:
         conn.execute(
@@ -254,9 +253,11 @@ def claim_pending(
     budget = _Budget(orgs, registry.settings.prices, today or datetime.now(UTC).date())
     with conn.transaction():
         rows = conn.execute(
-            "select * from extraction_requests where partition_day = %s and status = 'pending' "
-            "and job_key is null and path = 'batch' "
-            "order by org_id, provider, model, prefix_key, request_id for update skip locked",
+            f"select q.*, {RECORD_PART_BYTES} as record_bytes from extraction_requests q "
+            "join content_records c using (record_id) where q.partition_day = %s "
+            "and q.status = 'pending' and q.job_key is null and q.path = 'batch' "
+            "order by q.org_id, q.provider, q.model, q.prefix_key, q.request_id "
+            "for update of q skip locked",
             (day,),
         ).fetchall()
         groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -275,8 +276,9 @@ def claim_pending(
                 primer = max(1, minimum)
                 if state == "cold" and len(group) > primer:
                     if _within_budget(conn, budget, group[:primer], "batch", summary):
-                        requests = build_requests(conn, orgs, group[:primer])
-                        _claim(conn, provider, model, day, requests, True, prefix_key)
+                        sizes = _wire_sizes(conn, orgs, group[:primer])
+                        ids = [r["request_id"] for r in group[:primer]]
+                        _claim(conn, provider, model, day, ids, sum(sizes), True, prefix_key)
                         summary.held_for_priming += len(group) - primer
                     else:
                         summary.held_for_budget += len(group) - primer
@@ -300,8 +302,30 @@ def claim_pending(
                 continue
             if not _within_budget(conn, budget, group, "batch", summary):
                 continue
-            for batch in pack(build_requests(conn, orgs, group), provider):
-                _claim(conn, provider, model, day, batch, False, prefix_key)
+            sizes = _wire_sizes(conn, orgs, group)
+            for batch in pack(sizes, provider.limits):
+                ids = [group[i]["request_id"] for i in batch]
+                size = sum(sizes[i] for i in batch)
+                _claim(conn, provider, model, day, ids, size, False, prefix_key)
+
+
+# An upper bound of the UTF-8 size of a record's prompt part (``render_record_part``): its
+# content, header values and fixed labels. Redaction before sending can lengthen a short match
+# by a few bytes, which the per-request overhead covers.
+RECORD_PART_BYTES = (
+    "(octet_length(c.content) + octet_length(coalesce(c.identifier, '')) "
+    "+ octet_length(coalesce(c.title, '')) + octet_length(c.kind) + 128)"
+)
+
+
+def _wire_sizes(
+    conn: psycopg.Connection, orgs: dict[str, OrgSpec], group: Sequence[dict[str, Any]]
+) -> list[int]:
+    """Each request's size on the wire, for packing, without rendering every request: the
+    group's shared prefix (rendered once), the record part's bound, and the overhead."""
+    prefix = build_requests(conn, orgs, group[:1])[0].prompt.static_prefix
+    prefix_bytes = len(prefix.encode()) + REQUEST_OVERHEAD_BYTES
+    return [prefix_bytes + r["record_bytes"] for r in group]
 
 
 def submit_intents(

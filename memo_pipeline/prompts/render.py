@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from memo_pipeline.records import ContentRecord
 from memo_pipeline.schema.collections import CollectionSpec, OrgSpec
 from memo_pipeline.schema.output import output_json_schema
+from memo_pipeline.tokens import estimate_tokens
 
 PROMPT_FORMAT = "memo-extract-v1"
 
@@ -171,21 +172,48 @@ def render_record_part(record: ContentRecord, content: str | None = None) -> str
     return f"{RECORD_OPEN}\n{head}\n<content>\n{body}\n</content>\n{RECORD_CLOSE}\n"
 
 
-def render(org: OrgSpec, record: ContentRecord, content: str | None = None) -> RenderedPrompt:
-    prefix, version = _prefix_and_version(org, record.collection)
-    if record.metadata.get("prompt") == DOCUMENT_PROMPT:
-        return RenderedPrompt(
+def record_part_tokens(record: ContentRecord) -> int:
+    """The offline token estimate of the record's part of its prompt, as sent unredacted.
+
+    It depends on the record alone, so it is computed once when the record is stored
+    (``content_records.record_tokens``) and every later plan of the record reads it.
+    """
+    return estimate_tokens(render_record_part(record))
+
+
+@dataclass(frozen=True)
+class PromptShape:
+    """What a record's prompt shares with its collection: everything but the record part."""
+
+    static_prefix: str
+    schema_version: str
+    prefix_key: str
+    document_suffix: str = ""
+
+
+def prompt_shape(org: OrgSpec, collection: str, metadata: dict | None = None) -> PromptShape:
+    """The shape of the prompt of any record of ``collection`` carrying ``metadata``."""
+    prefix, version = _prefix_and_version(org, collection)
+    if (metadata or {}).get("prompt") == DOCUMENT_PROMPT:
+        return PromptShape(
             static_prefix=prefix + DOCUMENT_INSTRUCTIONS,
-            record_part=render_record_part(record, content),
             schema_version=version,
-            prefix_key=f"{org.org}-{record.collection}-{version}-{DOCUMENT_FORMAT}",
+            prefix_key=f"{org.org}-{collection}-{version}-{DOCUMENT_FORMAT}",
             document_suffix=DOCUMENT_INSTRUCTIONS,
         )
+    return PromptShape(
+        static_prefix=prefix, schema_version=version, prefix_key=f"{org.org}-{collection}-{version}"
+    )
+
+
+def render(org: OrgSpec, record: ContentRecord, content: str | None = None) -> RenderedPrompt:
+    shape = prompt_shape(org, record.collection, record.metadata)
     return RenderedPrompt(
-        static_prefix=prefix,
+        static_prefix=shape.static_prefix,
         record_part=render_record_part(record, content),
-        schema_version=version,
-        prefix_key=f"{org.org}-{record.collection}-{version}",
+        schema_version=shape.schema_version,
+        prefix_key=shape.prefix_key,
+        document_suffix=shape.document_suffix,
     )
 
 

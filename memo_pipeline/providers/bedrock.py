@@ -55,6 +55,7 @@ from memo_pipeline.providers.classify import (
     single_model,
     warn_if_uncacheable,
 )
+from memo_pipeline.providers.jsonl import batch_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -219,11 +220,12 @@ class BedrockProvider(Provider):
             ]
         return body
 
+    def record(self, request: ProviderRequest) -> dict[str, Any]:
+        """One line of the job's input file."""
+        return {"recordId": request.request_id, "modelInput": self.model_input(request)}
+
     def _jsonl(self, requests: Sequence[ProviderRequest]) -> bytes:
-        return b"".join(
-            orjson.dumps({"recordId": r.request_id, "modelInput": self.model_input(r)}) + b"\n"
-            for r in requests
-        )
+        return batch_jsonl(requests, self.record)
 
     def _job_prefix(self, name: str) -> str:
         return f"{self.s3_prefix}/jobs/{name}" if self.s3_prefix else f"jobs/{name}"

@@ -56,6 +56,7 @@ from memo_pipeline.providers.classify import (
     split_lines,
     warn_if_uncacheable,
 )
+from memo_pipeline.providers.jsonl import batch_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -173,14 +174,17 @@ class OpenAIProvider(Provider):
             "prompt_cache_key": request.prompt.prefix_key,
         }
 
+    def line(self, request: ProviderRequest) -> dict[str, Any]:
+        """One line of the batch input file."""
+        return {
+            "custom_id": request.request_id,
+            "method": "POST",
+            "url": ENDPOINT,
+            "body": self.body(request),
+        }
+
     def _jsonl(self, requests: Sequence[ProviderRequest]) -> bytes:
-        return b"".join(
-            orjson.dumps(
-                {"custom_id": r.request_id, "method": "POST", "url": ENDPOINT, "body": self.body(r)}
-            )
-            + b"\n"
-            for r in requests
-        )
+        return batch_jsonl(requests, self.line)
 
     def _handle(self, batch: Batch, request_count: int, size: int, model: str) -> JobHandle:
         return JobHandle(

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from importlib import resources
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 
 from memo_pipeline.config import Settings
 
@@ -102,7 +104,10 @@ def stop_embedded(settings: Settings) -> bool:
 
 
 def connect(url: str) -> psycopg.Connection:
-    return psycopg.connect(url, row_factory=dict_row)
+    conn = psycopg.connect(url, row_factory=dict_row)
+    # json/jsonb columns (answers, metadata) decode with orjson: several times the stdlib's speed.
+    set_json_loads(orjson.loads, conn)
+    return conn
 
 
 def migrations() -> list[tuple[str, str]]:
