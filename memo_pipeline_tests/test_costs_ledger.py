@@ -27,6 +27,7 @@ from memo_pipeline.pipeline.outcomes import record_outcome
 from memo_pipeline.pipeline.plan import plan_partition
 from memo_pipeline.pipeline.raw import land, load_partition
 from memo_pipeline.pipeline.registry import ProviderRegistry
+from memo_pipeline.pipeline.store import store_partition
 from memo_pipeline.pipeline.submit import submit_partition
 from memo_pipeline.providers.base import Outcome, RequestOutcome, Usage
 from memo_pipeline.records import ContentRecord
@@ -138,6 +139,35 @@ def test_batch_and_sync_outcomes_are_priced_at_the_path_they_took(runtime):
     # Why they took the sync path survives their answer.
     assert [(r["status"], r["path"]) for r in routed] == [("succeeded", "sync")] * 3
     assert all("below the 50-request batch minimum" in r["reason"] for r in routed)
+
+
+def test_a_record_edited_at_its_source_is_extracted_again_not_given_its_old_answer(runtime):
+    (first,) = records(1)
+    run_day(runtime, runtime.settings, [first])
+    # The same source id again, with new content a day later: an edit, not identical content.
+    edited = first.model_copy(
+        update={
+            "content": "From: Person 0 <person0@acme.example>\n\nUma Vale of Yankee Ltd "
+            "cancelled the trial.",
+            "source_ts": datetime.fromisoformat(f"{NEXT_DAY}T09:00:00+00:00"),
+        }
+    )
+    run_day(runtime, runtime.settings, [edited], NEXT_DAY)
+
+    rows = priced_rows(runtime)
+    assert [r["service_tier"] == "reused" for r in rows] == [False, False]
+    with runtime.connection() as conn:
+        for day in (DAY, NEXT_DAY):
+            store_partition(conn, runtime.settings.orgs, runtime.vectors, runtime.embedder, day)
+        conn.commit()
+        current = conn.execute(
+            "select text from memories where superseded_by is null and %s = any(source_record_ids)",
+            (first.record_id,),
+        ).fetchall()
+    # What the edit states; nothing of the old content (procurement, the March renewal) is left.
+    texts = [m["text"] for m in current]
+    assert any("Uma Vale" in t for t in texts), texts
+    assert not any("renew" in t or "procurement" in t for t in texts), texts
 
 
 def test_reused_answers_cost_nothing_and_totals_group_every_way(runtime):

@@ -73,8 +73,8 @@ def plan_sync(
     conn.execute(
         "insert into extraction_requests (request_id, request_key, attempt, org_id, record_id, "
         "partition_day, collection, schema_version, provider, model, path, prefix_key, "
-        "est_prefix_tokens, est_record_tokens, redacted, reason) "
-        "values (%s, %s, 1, %s, %s, %s, %s, %s, %s, %s, 'sync', %s, %s, %s, %s, %s) "
+        "est_prefix_tokens, est_record_tokens, redacted, reason, content_hash) "
+        "values (%s, %s, 1, %s, %s, %s, %s, %s, %s, %s, 'sync', %s, %s, %s, %s, %s, %s) "
         "on conflict do nothing",
         (
             rid,
@@ -91,6 +91,7 @@ def plan_sync(
             estimate_tokens(prompt.record_part),
             redacted,
             reason,
+            record.content_hash,
         ),
     )
     _reuse_identical(
@@ -159,10 +160,11 @@ def next_sync_attempt(
     conn.execute(
         "insert into extraction_requests (request_id, request_key, attempt, org_id, record_id, "
         "partition_day, collection, schema_version, provider, model, kind, path, prefix_key, "
-        "est_prefix_tokens, est_record_tokens, repair_errors, redacted, reason) "
+        "est_prefix_tokens, est_record_tokens, repair_errors, redacted, reason, content_hash) "
         "select %s, request_key, attempt + 1, org_id, record_id, partition_day, collection, "
         "schema_version, provider, model, %s, 'sync', prefix_key, est_prefix_tokens, "
-        "est_record_tokens, %s, redacted, %s from extraction_requests where request_id = %s "
+        "est_record_tokens, %s, redacted, %s, content_hash from extraction_requests "
+        "where request_id = %s "
         "on conflict do nothing",
         (
             request_id(row["request_key"], row["attempt"] + 1),

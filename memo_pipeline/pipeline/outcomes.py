@@ -198,10 +198,11 @@ def schedule_retries(conn: psycopg.Connection, day: str) -> OutcomeCounts:
         conn.execute(
             "insert into extraction_requests (request_id, request_key, attempt, org_id, record_id, "
             "partition_day, collection, schema_version, provider, model, kind, path, prefix_key, "
-            "est_prefix_tokens, est_record_tokens, repair_errors, redacted) "
+            "est_prefix_tokens, est_record_tokens, repair_errors, redacted, content_hash) "
             "select %s, request_key, attempt + 1, org_id, record_id, partition_day, collection, "
             "schema_version, provider, model, %s, 'batch', prefix_key, est_prefix_tokens, "
-            "est_record_tokens, %s, redacted from extraction_requests where request_id = %s "
+            "est_record_tokens, %s, redacted, content_hash from extraction_requests "
+            "where request_id = %s "
             "on conflict do nothing",
             (
                 request_id(row["request_key"], row["attempt"] + 1),

@@ -205,7 +205,8 @@ def plan_partition(
 
 REQUEST_COLUMNS = (
     "request_id, request_key, attempt, org_id, record_id, partition_day, collection, "
-    "schema_version, provider, model, prefix_key, est_prefix_tokens, est_record_tokens, redacted"
+    "schema_version, provider, model, prefix_key, est_prefix_tokens, est_record_tokens, redacted, "
+    "content_hash"
 )
 
 
@@ -239,6 +240,7 @@ def _insert_requests(
                         plan.prefix_tokens,
                         plan.record_tokens,
                         plan.redacted,
+                        row["content_hash"],
                     )
                 )
         cur.execute(
@@ -257,11 +259,11 @@ def _reuse_answers(
     sources = {
         (s["org_id"], s["collection"], s["content_hash"], s["schema_version"], s["model"]): s
         for s in conn.execute(
-            "select distinct on (q.org_id, q.collection, c.content_hash, q.schema_version, "
-            "q.model) q.org_id, q.collection, c.content_hash, q.schema_version, q.model, "
+            "select distinct on (q.org_id, q.collection, q.content_hash, q.schema_version, "
+            "q.model) q.org_id, q.collection, q.content_hash, q.schema_version, q.model, "
             "res.answer, res.request_id from request_results res "
-            "join extraction_requests q using (request_id) join content_records c using (record_id) "
-            "where res.outcome = 'succeeded' and c.content_hash = any(%s)",
+            "join extraction_requests q using (request_id) "
+            "where res.outcome = 'succeeded' and q.content_hash = any(%s)",
             (list({row["content_hash"] for _, row, _ in new}),),
         )
     }
@@ -315,9 +317,9 @@ def _reuse_identical(
     """Copy a succeeded answer for identical content into this request; no provider call."""
     source = conn.execute(
         "select res.answer, res.request_id from request_results res "
-        "join extraction_requests q using (request_id) join content_records c using (record_id) "
+        "join extraction_requests q using (request_id) "
         "where res.outcome = 'succeeded' and q.org_id = %s and q.collection = %s "
-        "and c.content_hash = %s and q.schema_version = %s and q.model = %s limit 1",
+        "and q.content_hash = %s and q.schema_version = %s and q.model = %s limit 1",
         (org, collection, content_hash, schema_version, model),
     ).fetchone()
     if source is None:
