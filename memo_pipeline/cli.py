@@ -42,8 +42,38 @@ def _load_options(args: argparse.Namespace):
     return LoadOptions(
         org=args.org,
         collection=args.collection,
-        start_date=date.fromisoformat(args.start_date) if args.start_date else None,
-        manifest=Path(args.manifest) if args.manifest else None,
+        start_date=args.start_date,
+        manifest=args.manifest,
+    )
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    return path
+
+
+def _input_options(parser: argparse.ArgumentParser) -> None:
+    """The options that say what to load and how to date it (run, forecast)."""
+    from memo_pipeline.ingest.loaders import FORMATS
+
+    parser.add_argument("--format", default="jsonl", choices=FORMATS)
+    parser.add_argument("--provider", default=None, help="route every org to this provider")
+    parser.add_argument("--org", default="acme")
+    parser.add_argument("--collection", default=None)
+    parser.add_argument(
+        "--start-date", type=_iso_date, default=None, help="date for undated input (YYYY-MM-DD)"
+    )
+    parser.add_argument(
+        "--manifest", type=_existing_file, default=None, help="CSV giving dates for undated input"
     )
 
 
@@ -101,7 +131,40 @@ def cmd_stats(args: argparse.Namespace) -> int:
     runtime = MemoRuntime(Settings.from_env())
     with runtime.connection() as conn:
         stats = partition_stats(conn, runtime.vectors)
+        undated = conn.execute(
+            "select count(*) as n from dead_letters where partition_day is null"
+        ).fetchone()["n"]
     print(json.dumps(stats, indent=2, sort_keys=True))
+    if undated:
+        # Not a day's count (the JSON is keyed by day), but never out of sight.
+        log.warning(
+            "%d dead letter(s) have no day (their date could not be read); "
+            "memo-pipeline dead-letters --undated lists them",
+            undated,
+        )
+    return 0
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from memo_pipeline.defs.resources import MemoRuntime
+
+    runtime = MemoRuntime(Settings.from_env())
+    with runtime.connection() as conn:
+        rows = conn.execute(
+            "select id, stage, org_id, partition_day::text as day, source, source_line, "
+            "record_id, request_id, reason, created_at from dead_letters "
+            "where (%s::date is null or partition_day = %s::date) "
+            "and (not %s or partition_day is null) order by id",
+            (args.day, args.day, args.undated),
+        ).fetchall()
+    if args.json:
+        print(json.dumps(rows, indent=2, default=_json_value))
+        return 0
+    for r in rows:
+        where = r["source"] or "-"
+        if r["source_line"]:
+            where += f":{r['source_line']}"
+        print(f"{r['id']}\t{r['day'] or 'no day'}\t{r['stage']}\t{where}\t{r['reason']}")
     return 0
 
 
@@ -471,12 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="load input and run every day through the bulk path")
     run.add_argument("--data", default="examples/input")
-    run.add_argument("--format", default="jsonl")
-    run.add_argument("--provider", default=None, help="route every org to this provider")
-    run.add_argument("--org", default="acme")
-    run.add_argument("--collection", default=None)
-    run.add_argument("--start-date", default=None, help="date for undated input (YYYY-MM-DD)")
-    run.add_argument("--manifest", default=None, help="CSV giving dates for undated input")
+    _input_options(run)
     run.add_argument("--timeout", type=float, default=3600)
     run.set_defaults(func=cmd_run)
 
@@ -484,12 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
         "forecast", help="estimate what extracting the input costs in each mode (no database)"
     )
     forecast.add_argument("--data", required=True)
-    forecast.add_argument("--format", default="jsonl")
-    forecast.add_argument("--provider", default=None, help="route every org to this provider")
-    forecast.add_argument("--org", default="acme")
-    forecast.add_argument("--collection", default=None)
-    forecast.add_argument("--start-date", default=None, help="date for undated input (YYYY-MM-DD)")
-    forecast.add_argument("--manifest", default=None, help="CSV giving dates for undated input")
+    _input_options(forecast)
     forecast.set_defaults(func=cmd_forecast)
 
     stats = sub.add_parser("stats", help="per-day counts as JSON")
@@ -511,6 +564,14 @@ def build_parser() -> argparse.ArgumentParser:
     merges.add_argument("--org", default=None)
     merges.add_argument("--json", action="store_true", help="a JSON list on stdout")
     merges.set_defaults(func=cmd_merges)
+
+    dead = sub.add_parser(
+        "dead-letters", help="what could not be stored, with its reason (all, --day or --undated)"
+    )
+    dead.add_argument("--day", type=_iso_date, default=None)
+    dead.add_argument("--undated", action="store_true", help="only those with no day")
+    dead.add_argument("--json", action="store_true", help="a JSON list on stdout")
+    dead.set_defaults(func=cmd_dead_letters)
 
     merge = sub.add_parser(
         "merge", help="fold one entity into another by hand (recorded, and undone by undo-merge)"

@@ -15,6 +15,58 @@ from pydantic import BaseModel, Field, field_validator
 
 DEFAULT_ORG = "acme"
 DEFAULT_COLLECTION = "contacts"
+# Source timestamps outside these bounds are broken headers or fields, not history: the input
+# this project meets spans decades.
+EARLIEST_SOURCE_TS = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_SOURCE_TS = datetime(2100, 1, 1, tzinfo=UTC)
+# About 50,000 tokens: above any single message, meeting or page in the project's sample data,
+# below every supported model's context. Longer content must be split into several records.
+MAX_CONTENT_BYTES = 200_000
+
+
+def to_utc(value: datetime) -> datetime:
+    """``value`` in UTC (naive means UTC); ValueError when UTC cannot represent it."""
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(f"{value.isoformat()} is out of range") from exc
+
+
+def day_of(value: datetime) -> str | None:
+    """The UTC day ``YYYY-MM-DD`` of ``value``, or None outside the accepted source range."""
+    try:
+        utc = to_utc(value)
+    except ValueError:
+        return None
+    return utc.date().isoformat() if EARLIEST_SOURCE_TS <= utc < LATEST_SOURCE_TS else None
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored as text, or None: PostgreSQL refuses NUL characters and
+    UTF-8 has no encoding for an unpaired surrogate."""
+    if "\x00" in value:
+        return f"contains a NUL character (U+0000) at position {value.index(chr(0))}; remove it"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"contains an unpaired surrogate (U+{ord(value[exc.start]):04X}) at position "
+            f"{exc.start}; it is not text"
+        )
+    return None
+
+
+def _check_json(value: Any, where: str) -> None:
+    if isinstance(value, str):
+        if problem := text_problem(value):
+            raise ValueError(f"{where} {problem}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_json(str(key), f"{where} key")
+            _check_json(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_json(item, f"{where}[{index}]")
 
 
 class ContentRecord(BaseModel):
@@ -39,9 +91,39 @@ class ContentRecord(BaseModel):
     @field_validator("source_ts")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        utc = to_utc(value)
+        if not EARLIEST_SOURCE_TS <= utc < LATEST_SOURCE_TS:
+            raise ValueError(
+                f"{utc.isoformat()} is outside the accepted range "
+                f"{EARLIEST_SOURCE_TS:%Y-%m-%d} to {LATEST_SOURCE_TS:%Y-%m-%d}"
+            )
+        return utc
+
+    @field_validator("source_id", "org", "collection", "identifier", "kind", "title", "source")
+    @classmethod
+    def _storable(cls, value: str | None) -> str | None:
+        if value is not None and (problem := text_problem(value)):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, value: str) -> str:
+        if problem := text_problem(value):
+            raise ValueError(problem)
+        size = len(value.encode("utf-8"))
+        if size > MAX_CONTENT_BYTES:
+            raise ValueError(
+                f"is {size:,} bytes, over the limit of {MAX_CONTENT_BYTES:,}; split it into "
+                "several records"
+            )
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_json(value, "metadata")
+        return value
 
     @property
     def record_id(self) -> str:

@@ -181,6 +181,30 @@ def test_one_org_cannot_read_or_write_another_orgs_data(server, service):
         ({"content": "x", "execution_mode": "bulk", "collection": "nope"}, 422, "collection"),
         ({"content": "x" * 2100, "execution_mode": "bulk"}, 413, "content"),
         ([1, 2], 400, "body"),
+        # Dates UTC cannot hold, or outside the accepted source range, and text PostgreSQL
+        # cannot store: each a 422 naming the field, never a 500.
+        (
+            {"content": "x", "execution_mode": "bulk", "deadline": "9999-12-31T23:00:00-05:00"},
+            422,
+            "deadline",
+        ),
+        (
+            {"content": "x", "execution_mode": "bulk", "source_ts": "0001-01-01T00:30:00+01:00"},
+            422,
+            "source_ts",
+        ),
+        (
+            {"content": "x", "execution_mode": "bulk", "source_ts": "1850-01-01T00:00:00Z"},
+            422,
+            "source_ts",
+        ),
+        ({"content": "a\u0000b", "execution_mode": "bulk"}, 422, "content"),
+        ({"content": "x", "execution_mode": "bulk", "title": "t\u0000"}, 422, "title"),
+        (
+            {"content": "x", "execution_mode": "bulk", "identifier": "a\u0000@b.example"},
+            422,
+            "identifier",
+        ),
     ],
 )
 def test_invalid_memorize_names_the_field(server, service, body, status, field):
@@ -227,6 +251,36 @@ def test_malformed_and_oversized_requests(server, service):
         assert bad_doc.json()["field"] == "documents[0].content"
     with service.runtime.connection() as conn:
         assert conn.execute("select count(*) as n from intake_events").fetchone()["n"] == 0
+
+
+def test_reads_and_webhooks_refuse_unstorable_text_and_bad_urls_by_field(server, service):
+    key = new_key(service, "acme")
+    with service.runtime.connection() as conn:
+        set_policy(conn, service.runtime.orgs, "acme", webhook_networks={"loopback"})
+    with http(server, key) as client:
+        for path, params, field in [
+            ("/v1/events/a%00b", None, "event_id"),
+            ("/v1/entities/%00", None, "entity_id"),
+            ("/v1/memories", {"identifier": "a\x00b"}, "identifier"),
+            ("/v1/webhook/deliveries", {"event_id": "\x00"}, "event_id"),
+        ]:
+            answer = client.get(path, params=params)
+            assert (answer.status_code, answer.json()["field"]) == (422, field), path
+        bad_port = client.put("/v1/webhook", json={"url": "http://example.com:99999/x"})
+        assert (bad_port.status_code, bad_port.json()["field"]) == (422, "url")
+        bad_secret = client.put(
+            "/v1/webhook", json={"url": "http://127.0.0.1:9/x", "secret": "whsec_!!!"}
+        )
+        assert (bad_secret.status_code, bad_secret.json()["field"]) == (422, "secret")
+        assert "whsec_ secret followed by base64" in bad_secret.json()["error"]
+        source = client.post(
+            "/v1/context/saveBatch",
+            json={
+                "documents": [{"content": "x", "source_ts": "9999-12-31T23:00:00-05:00"}],
+                "execution_mode": "async",
+            },
+        )
+        assert (source.status_code, source.json()["field"]) == (422, "documents[0].source_ts")
 
 
 def test_rate_limit_answers_429_with_retry_after(server, service):

@@ -29,6 +29,7 @@ from memo_pipeline.api.schemas import (
 from memo_pipeline.intake.events import DocumentIn, WriteIn
 from memo_pipeline.intake.netguard import WebhookUrlRefused
 from memo_pipeline.intake.service import IntakeService
+from memo_pipeline.records import MAX_CONTENT_BYTES, text_problem
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +187,10 @@ def create_app(service: IntakeService) -> FastAPI:
             message = "is not a known field"
         return _error(422, f"{field}: {message}", field, errors=details)
 
+    def check_text(field: str, value: str | None) -> None:
+        if value is not None and (problem := text_problem(value)):
+            raise ApiError(422, f"{field}: {problem}", field)
+
     def check_scope(org: str, named: str | None) -> None:
         if named is not None and named != org:
             raise ApiError(403, f"this key belongs to org {org!r}, not {named!r}", "org")
@@ -200,7 +205,7 @@ def create_app(service: IntakeService) -> FastAPI:
 
     def check_size(content: str, field: str) -> None:
         size = len(content.encode())
-        limit = service.config.max_content_bytes
+        limit = min(service.config.max_content_bytes, MAX_CONTENT_BYTES)
         if size > limit:
             raise ApiError(413, f"{field} is {size} bytes, over the limit of {limit}", field)
 
@@ -297,6 +302,7 @@ def create_app(service: IntakeService) -> FastAPI:
     @app.get("/v1/events/{event_id}", response_model=EventView, responses=ERRORS)
     def get_event(event_id: str, org: Org) -> Any:
         """Status history with timestamps, the stored result, and errors."""
+        check_text("event_id", event_id)
         view = service.event(org, event_id)
         if view is None:
             raise ApiError(404, f"no event {event_id} in org {org}", "event_id")
@@ -305,6 +311,7 @@ def create_app(service: IntakeService) -> FastAPI:
     @app.get("/v1/entities/{entity_id}", responses=ERRORS)
     def get_entity(entity_id: str, org: Org) -> Any:
         """An entity with its identifiers, current properties, edges and latest memories."""
+        check_text("entity_id", entity_id)
         entity = service.entity(org, entity_id)
         if entity is None:
             raise ApiError(404, f"no entity {entity_id} in org {org}", "entity_id")
@@ -318,6 +325,8 @@ def create_app(service: IntakeService) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Any:
         """Memories of the org, of one entity (by id or by an identifier such as an e-mail)."""
+        check_text("entity_id", entity_id)
+        check_text("identifier", identifier)
         return {"memories": service.memories(org, entity_id, identifier, limit)}
 
     @app.put("/v1/webhook", response_model=WebhookSet, responses=ERRORS)
@@ -347,6 +356,7 @@ def create_app(service: IntakeService) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Any:
         """The delivery log, newest first: one row per attempt with its HTTP status or error."""
+        check_text("event_id", event_id)
         return {"deliveries": service.deliveries(org, event_id, limit)}
 
     @app.get("/healthz", include_in_schema=False)

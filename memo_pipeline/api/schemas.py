@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
-from memo_pipeline.records import DEFAULT_COLLECTION
+from memo_pipeline.records import (
+    DEFAULT_COLLECTION,
+    EARLIEST_SOURCE_TS,
+    LATEST_SOURCE_TS,
+    text_problem,
+    to_utc,
+)
 
 Mode = Literal["sync", "async", "bulk"]
 MODE_FIELD = Field(
@@ -23,9 +29,24 @@ class _Body(BaseModel):
     @field_validator("deadline", "source_ts", mode="after", check_fields=False)
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return None if value is None else to_utc(value)
+
+    @field_validator("source_ts", mode="after", check_fields=False)
+    @classmethod
+    def _in_range(cls, value: datetime | None) -> datetime | None:
+        if value is not None and not EARLIEST_SOURCE_TS <= value < LATEST_SOURCE_TS:
+            raise ValueError(
+                f"{value.isoformat()} is outside the accepted range "
+                f"{EARLIEST_SOURCE_TS:%Y-%m-%d} to {LATEST_SOURCE_TS:%Y-%m-%d}"
+            )
+        return value
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        if isinstance(value, str) and (problem := text_problem(value)):
+            raise ValueError(problem)
+        return value
 
 
 class MemorizeRequest(_Body):

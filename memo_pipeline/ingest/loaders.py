@@ -41,7 +41,7 @@ import yaml
 from dateutil import parser as date_parser
 from pydantic import ValidationError
 
-from memo_pipeline.records import DEFAULT_COLLECTION, DEFAULT_ORG, ContentRecord
+from memo_pipeline.records import DEFAULT_COLLECTION, DEFAULT_ORG, ContentRecord, day_of, to_utc
 
 FORMATS = ("jsonl", "email", "enron-csv", "locomo", "qmsum", "markdown")
 KINDS = ("email", "chat", "meeting", "note", "document", "crm")
@@ -186,10 +186,6 @@ def _none_found(root: Path, what: str) -> LoadError:
     return LoadError(str(root), None, f"no {what} found")
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _day_start(day: date) -> datetime:
     return datetime.combine(day, time(0, 0), tzinfo=UTC)
 
@@ -202,11 +198,11 @@ def _parse_when(text: str, *, fuzzy: bool = False) -> datetime:
     """
     text = text.strip()
     try:
-        return _utc(datetime.fromisoformat(text))
+        return to_utc(datetime.fromisoformat(text))
     except ValueError:
         pass
     try:
-        return _utc(email.utils.parsedate_to_datetime(text))
+        return to_utc(email.utils.parsedate_to_datetime(text))
     except (TypeError, ValueError, IndexError):
         pass
     # dateutil fills missing parts from today's date; a sentinel default keeps the clock out and
@@ -217,7 +213,7 @@ def _parse_when(text: str, *, fuzzy: bool = False) -> datetime:
         raise ValueError(str(exc)) from exc
     if parsed.year == _NO_DATE.year:
         raise ValueError(f"no year in {text!r}")
-    return _utc(parsed)
+    return to_utc(parsed)
 
 
 def _describe(exc: ValidationError) -> list[str]:
@@ -228,7 +224,7 @@ def _describe(exc: ValidationError) -> list[str]:
         if err["type"] == "missing":
             messages.append(f"field '{field}' is missing")
         else:
-            messages.append(f"field '{field}': {err['msg']}")
+            messages.append(f"field '{field}': {err['msg'].removeprefix('Value error, ')}")
     return messages
 
 
@@ -241,7 +237,7 @@ def _make(fields: dict[str, Any], where: str = "") -> LoadItem:
     line = fields.get("source_line")
     source_id = fields.get("source_id")
     ts = fields.get("source_ts")
-    day = _utc(ts).strftime("%Y-%m-%d") if isinstance(ts, datetime) else None
+    day = day_of(ts) if isinstance(ts, datetime) else None
     content = fields.get("content")
     if isinstance(content, str) and not content.strip():
         return LoadError(source, line, f"{where}field 'content' is empty", source_id, day)
@@ -435,9 +431,14 @@ def _jsonl_record(obj: dict[str, Any], source: str, number: int, options: LoadOp
         )
     else:
         try:
-            ts = _utc(datetime.fromisoformat(raw_ts.strip()))
+            parsed = datetime.fromisoformat(raw_ts.strip())
         except ValueError:
             problems.append(f"field 'source_ts' is not an ISO-8601 timestamp: {raw_ts!r}")
+        else:
+            try:
+                ts = to_utc(parsed)
+            except ValueError as exc:
+                problems.append(f"field 'source_ts': {exc}")
 
     collection = obj.get("collection", options.collection or DEFAULT_COLLECTION)
     known = options.known_collections
@@ -483,8 +484,9 @@ def _jsonl_record(obj: dict[str, Any], source: str, number: int, options: LoadOp
     except ValidationError as exc:
         problems.extend(_describe(exc))
     if problems or record is None:
-        day = ts.strftime("%Y-%m-%d") if ts else None
-        return LoadError(source, number, f"line {number}: " + "; ".join(problems), source_id, day)
+        day = day_of(ts) if ts else None
+        where = f"line {number} (id {source_id})" if source_id else f"line {number}"
+        return LoadError(source, number, f"{where}: " + "; ".join(problems), source_id, day)
     return record
 
 
@@ -600,7 +602,10 @@ def _email_record(
 ) -> LoadItem:
     source = str(file)
     rel = _rel(root, file)
-    msg = cast(EmailMessage, email.message_from_bytes(file.read_bytes(), policy=policy.default))
+    raw = file.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    if not raw.strip():
+        return LoadError(source, None, "the file is empty", rel)
+    msg = cast(EmailMessage, email.message_from_bytes(raw, policy=policy.default))
     message_id = _header(msg, "Message-ID")
     source_id = message_id or rel
 
@@ -609,7 +614,7 @@ def _email_record(
     date_source = "header"
     if raw_date:
         try:
-            when = _utc(email.utils.parsedate_to_datetime(raw_date))
+            when = to_utc(email.utils.parsedate_to_datetime(raw_date))
         except (TypeError, ValueError, IndexError):
             when = None
     if when is None and manifest is not None:
@@ -620,14 +625,16 @@ def _email_record(
         return LoadError(
             source,
             None,
-            f"header 'Date' is {state}; pass LoadOptions.manifest to date this message",
+            f"header 'Date' is {state}; date it with --manifest (LoadOptions.manifest)",
             source_id,
         )
-    day = when.strftime("%Y-%m-%d")
+    day = day_of(when)
 
     body = _email_body(msg)
     if body is None:
         return LoadError(source, None, "no text/plain or text/html part", source_id, day)
+    if not body.strip():
+        return LoadError(source, None, "the message body is empty", source_id, day)
 
     subject = _header(msg, "Subject")
     head = [f"From: {_header(msg, 'From') or ''}", f"To: {_header(msg, 'To') or ''}"]
@@ -674,6 +681,8 @@ _ENRON_BODY = re.compile(r"X-FileName: \S+(?: \(Non-Privileged\)\.pst|\.nsf)?")
 _ENRON_MESSAGE_ID = re.compile(r"Message-ID: (<[^>\s]+>)")
 _ENRON_X_FROM = re.compile(r"X-From: (?P<x_from>.*?) X-To:", re.S)
 _ENRON_X_FOLDER = re.compile(r"X-Folder: (?P<folder>.*?) X-Origin:", re.S)
+# Bytes that were not UTF-8, as Python's "surrogateescape" decoding keeps them.
+_UNDECODED = re.compile("[\udc80-\udcff]")
 
 
 def _load_enron_csv(root: Path, options: LoadOptions) -> Iterator[LoadItem]:
@@ -692,7 +701,8 @@ def _load_enron_csv(root: Path, options: LoadOptions) -> Iterator[LoadItem]:
 
 def _enron_file(file: Path, options: LoadOptions) -> Iterator[LoadItem]:
     source = str(file)
-    with file.open(newline="", encoding="utf-8") as handle:
+    # A byte that is not UTF-8 spoils its row only (see _enron_row), not the whole file.
+    with file.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
         if "message" not in columns:
@@ -717,6 +727,14 @@ def _enron_row(row: dict[str, Any], source: str, line: int, options: LoadOptions
         return LoadError(source, line, where + "field 'id' is empty and there is no Message-ID")
     if not message.strip():
         return LoadError(source, line, where + "field 'message' is empty", source_id)
+    if bad := _UNDECODED.search(message):
+        return LoadError(
+            source,
+            line,
+            f"{where}field 'message' is not valid UTF-8 (byte 0x{ord(bad.group()) - 0xDC00:02X} "
+            f"at character {bad.start()})",
+            source_id,
+        )
     headers = _ENRON_HEADERS.search(message)
     body_start = _ENRON_BODY.search(message)
     if headers is None or body_start is None:
@@ -725,7 +743,7 @@ def _enron_row(row: dict[str, Any], source: str, line: int, options: LoadOptions
             source, line, f"{where}field 'message': cannot find the {missing}", source_id
         )
     try:
-        when = _utc(email.utils.parsedate_to_datetime(headers["date"]))
+        when = to_utc(email.utils.parsedate_to_datetime(headers["date"]))
     except (TypeError, ValueError, IndexError):
         return LoadError(
             source, line, f"{where}field 'message': unparseable Date {headers['date']!r}", source_id
@@ -736,10 +754,10 @@ def _enron_row(row: dict[str, Any], source: str, line: int, options: LoadOptions
     x_from = _ENRON_X_FROM.search(message)
     sender_name = x_from["x_from"].strip() if x_from else ""
     shown_from = f"{sender_name} <{sender}>" if sender_name else sender
-    content = (
-        f"From: {shown_from}\nTo: {to}\nSubject: {subject}\n\n"
-        + message[body_start.end() :].strip()
-    )
+    body = message[body_start.end() :].strip()
+    if not body:
+        return LoadError(source, line, f"{where}field 'message': the body is empty", source_id)
+    content = f"From: {shown_from}\nTo: {to}\nSubject: {subject}\n\n" + body
     metadata: dict[str, Any] = {"row_id": row_id, "to": to}
     if message_id:
         metadata["message_id"] = message_id
@@ -786,7 +804,7 @@ def _load_locomo(root: Path, options: LoadOptions) -> Iterator[LoadItem]:
 
 def _locomo_file(file: Path, options: LoadOptions) -> Iterator[LoadItem]:
     source = str(file)
-    data = json.loads(file.read_text(encoding="utf-8"))
+    data = json.loads(file.read_text(encoding="utf-8-sig"))
     if not isinstance(data, list):
         yield LoadError(source, None, f"expected a JSON list of conversations, got {type(data)}")
         return
@@ -828,7 +846,14 @@ def _locomo_session(
                 source_id,
             )
     lines = []
-    for turn in conversation.get(f"session_{number}") or []:
+    turns = conversation.get(f"session_{number}") or []
+    if not isinstance(turns, list):
+        return LoadError(source, None, where + f"field 'session_{number}' is not a list", source_id)
+    for index, turn in enumerate(turns):
+        if not isinstance(turn, dict):
+            return LoadError(
+                source, None, where + f"turn {index} is not an object: {turn!r:.60}", source_id
+            )
         text = " ".join(str(turn.get("text", "")).split())
         if caption := turn.get("blip_caption"):
             text = f"{text} [shares an image: {caption}]".strip()
@@ -922,10 +947,11 @@ def _qmsum_record(
         return LoadError(
             source,
             None,
-            "the meeting has no date; pass LoadOptions.start_date or LoadOptions.manifest",
+            "the meeting has no date; pass --start-date or --manifest "
+            "(LoadOptions.start_date / manifest)",
             source_id,
         )
-    data = json.loads(file.read_text(encoding="utf-8"))
+    data = json.loads(file.read_text(encoding="utf-8-sig"))
     turns = data.get("meeting_transcripts") if isinstance(data, dict) else None
     if not isinstance(turns, list):
         return LoadError(
@@ -933,10 +959,18 @@ def _qmsum_record(
             None,
             "field 'meeting_transcripts' is missing",
             source_id,
-            when.strftime("%Y-%m-%d"),
+            day_of(when),
         )
     lines = []
-    for turn in turns:
+    for index, turn in enumerate(turns):
+        if not isinstance(turn, dict):
+            return LoadError(
+                source,
+                None,
+                f"field 'meeting_transcripts'[{index}] is not an object: {turn!r:.60}",
+                source_id,
+                day_of(when),
+            )
         text = " ".join(_ASR_TAG.sub(" ", str(turn.get("content", ""))).split())
         if text:
             lines.append(f"{turn.get('speaker', 'Unknown')}: {text}")
@@ -980,7 +1014,10 @@ def _auto_manifest(root: Path) -> Path | None:
 
 def _front_matter_date(value: Any) -> datetime | None:
     if isinstance(value, datetime):
-        return _utc(value)
+        try:
+            return to_utc(value)
+        except ValueError:
+            return None
     if isinstance(value, date):
         return _day_start(value)
     if isinstance(value, str):
@@ -1016,7 +1053,7 @@ def _markdown_record(
 ) -> LoadItem:
     source = str(file)
     source_id = (manifest.base_for(file) if manifest else None) or _rel(root, file)
-    text = file.read_text(encoding="utf-8").replace("\r\n", "\n")
+    text = file.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
     front: dict[str, Any] = {}
     body = text
     if match := _FRONT_MATTER.match(text):
@@ -1036,7 +1073,7 @@ def _markdown_record(
     if when is None and options.start_date is not None:
         when = _day_start(options.start_date)
         date_source = "start_date"
-    day = when.strftime("%Y-%m-%d") if when else None
+    day = day_of(when) if when else None
 
     if not body.strip():
         reason = "redirect stub, no content" if front.get("redirect_to") else "page has no content"
@@ -1045,8 +1082,8 @@ def _markdown_record(
         return LoadError(
             source,
             None,
-            "no date (not in a manifest, no usable 'date' in the front matter); pass "
-            "LoadOptions.manifest or LoadOptions.start_date",
+            "no date: not dated by a manifest, and no usable 'date' in the front matter; pass "
+            "--manifest or --start-date (LoadOptions.manifest / start_date)",
             source_id,
         )
     title = front.get("title")

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from memo_pipeline.records import MAX_CONTENT_BYTES
+
 NETWORK_CLASSES = ("loopback", "private", "link-local")
 
 
@@ -19,7 +21,8 @@ NETWORK_CLASSES = ("loopback", "private", "link-local")
 class IntakeConfig:
     # Requests
     max_body_bytes: int = 8_000_000
-    max_content_bytes: int = 200_000
+    # A record holds at most records.MAX_CONTENT_BYTES; a larger value here is capped at it.
+    max_content_bytes: int = MAX_CONTENT_BYTES
     max_batch_documents: int = 100
     rate_per_second: float = 20.0
     rate_burst: int = 100

@@ -62,7 +62,10 @@ def check_webhook_url(
         raise WebhookUrlRefused("webhook URL has no host")
     if parts.username or parts.password:
         raise WebhookUrlRefused("webhook URL must not carry credentials; use the signing secret")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise WebhookUrlRefused(f"webhook URL has an invalid port: {exc}") from None
     try:
         addresses = list((resolver or _system_resolver)(parts.hostname, port))
     except (OSError, UnicodeError) as exc:

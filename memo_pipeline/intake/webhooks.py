@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import orjson
 import psycopg
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from memo_pipeline.intake.config import IntakeConfig
 from memo_pipeline.intake.crypto import SecretBox
@@ -58,7 +58,13 @@ def set_endpoint(
     row = conn.execute("select * from intake_orgs where org_id = %s", (org,)).fetchone()
     check_webhook_url(url, _allowed(row, config), resolver)
     secret = secret or new_secret()
-    Webhook(secret)  # refuses a secret it could not sign with
+    try:
+        Webhook(secret)  # refuses a secret it could not sign with
+    except (ValueError, TypeError, EmptyWebhookSecretError) as exc:
+        raise ValueError(
+            "must be a whsec_ secret followed by base64 (or leave it out and one is generated): "
+            f"{exc.__class__.__name__}"
+        ) from None
     with conn.transaction():
         conn.execute(
             "insert into intake_orgs (org_id, webhook_url, webhook_secret) values (%s, %s, %s) "

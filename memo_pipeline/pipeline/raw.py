@@ -59,7 +59,12 @@ def dead_letter(
     record_id: str | None = None,
     request_id: str | None = None,
 ) -> None:
-    """Record something that could not be stored. Repeating the same failure records it once."""
+    """Record something that could not be stored. Repeating the same failure records it once.
+
+    The reason and source are made storable first: the text that failed may hold a NUL or an
+    unpaired surrogate, which PostgreSQL refuses, and the failure must not be lost with it.
+    """
+    reason, source = storable(reason), storable(source) if source is not None else None
     key = hashlib.sha256(
         "\x1f".join(str(x) for x in (stage, source, line, record_id, request_id, reason)).encode()
     ).hexdigest()
@@ -69,6 +74,11 @@ def dead_letter(
         "on conflict (dedup_key) do nothing",
         (key, stage, org, day, source, line, record_id, request_id, reason),
     )
+
+
+def storable(text: str) -> str:
+    """``text`` with NUL characters and unpaired surrogates written as escapes."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def land(
@@ -84,10 +94,11 @@ def land(
         for item in items:
             if isinstance(item, LoadError):
                 summary.errors += 1
+                named = not item.source_id or item.source_id in item.reason
                 dead_letter(
                     conn,
                     stage="ingest",
-                    reason=item.reason,
+                    reason=item.reason if named else f"record {item.source_id}: {item.reason}",
                     day=item.partition_day,
                     source=item.source,
                     line=item.line,
