@@ -127,10 +127,12 @@ def _claim(
     model: str,
     day: str,
     request_ids: Sequence[str],
+    forecasts: Sequence[Decimal | None],
     size: int,
     priming: bool,
     prefix_key: str,
 ) -> str:
+    """Record the job's intent and give it its requests, each with its forecast cost."""
     key = make_job_key(provider.name, model, request_ids)
     conn.execute(
         "insert into provider_jobs (job_key, provider, model, partition_day, status, is_priming, "
@@ -139,9 +141,10 @@ def _claim(
         (key, provider.name, model, day, priming, len(request_ids), size),
     )
     conn.execute(
-        "update extraction_requests set job_key = %s, updated_at = now() "
-        "where request_id = any(%s) and status = 'pending'",
-        (key, list(request_ids)),
+        "update extraction_requests q set job_key = %s, forecast_usd = v.usd, updated_at = now() "
+        "from unnest(%s::text[], %s::numeric[]) as v(id, usd) "
+        "where q.request_id = v.id and q.status = 'pending'",
+        (key, list(request_ids), list(forecasts)),
     )
     if priming:
         conn.execute(
@@ -150,6 +153,16 @@ def _claim(
             (provider.name, model, prefix_key, key),
         )
     return key
+
+
+def _stamp_forecasts(
+    conn: psycopg.Connection, rows: Sequence[dict[str, Any]], costs: Sequence[Decimal | None]
+) -> None:
+    conn.execute(
+        "update extraction_requests q set forecast_usd = v.usd "
+        "from unnest(%s::text[], %s::numeric[]) as v(id, usd) where q.request_id = v.id",
+        ([r["request_id"] for r in rows], list(costs)),
+    )
 
 
 def _run_sync(
@@ -187,10 +200,10 @@ def _within_budget(
     rows: Sequence[dict[str, Any]],
     path: BillingPath,
     summary: SubmitSummary,
-) -> bool:
-    """Check the org's daily budget before spending on ``rows``; stamp their forecast if allowed.
-
-    Held rows stay pending with the guard's message as their reason.
+) -> list[Decimal | None] | None:
+    """Check the org's daily budget before spending on ``rows``: their forecast costs (to stamp
+    on them) if allowed, else None. Held rows stay pending with the guard's message as their
+    reason.
     """
     org = budget.orgs[rows[0]["org_id"]]
     try:
@@ -207,7 +220,7 @@ def _within_budget(
         ]
     except PriceNotFound as exc:
         if org.daily_budget_usd is None:
-            return True
+            return [None] * len(rows)
         message = f"held: cannot check org {org.org}'s daily budget: {exc}"
     else:
         forecast_usd = sum(costs, Decimal(0))
@@ -219,12 +232,7 @@ def _within_budget(
             org.daily_budget_usd,
         )
         if decision.allowed:
-            conn.execute(
-                "update extraction_requests q set forecast_usd = v.usd "
-                "from unnest(%s::text[], %s::numeric[]) as v(id, usd) where q.request_id = v.id",
-                ([r["request_id"] for r in rows], costs),
-            )
-            return True
+            return costs
         message = decision.message
     message = f"{len(rows)} {rows[0]['provider']} requests of {rows[0]['partition_day']} {message}"
     log.warning("%s", message)
@@ -234,7 +242,7 @@ def _within_budget(
         "update extraction_requests set reason = %s, updated_at = now() where request_id = any(%s)",
         (message, [r["request_id"] for r in rows]),
     )
-    return False
+    return None
 
 
 def claim_pending(
@@ -275,10 +283,11 @@ def claim_pending(
                 # A priming job must itself meet the provider's minimum job size.
                 primer = max(1, minimum)
                 if state == "cold" and len(group) > primer:
-                    if _within_budget(conn, budget, group[:primer], "batch", summary):
+                    costs = _within_budget(conn, budget, group[:primer], "batch", summary)
+                    if costs is not None:
                         sizes = _wire_sizes(conn, orgs, group[:primer])
                         ids = [r["request_id"] for r in group[:primer]]
-                        _claim(conn, provider, model, day, ids, sum(sizes), True, prefix_key)
+                        _claim(conn, provider, model, day, ids, costs, sum(sizes), True, prefix_key)
                         summary.held_for_priming += len(group) - primer
                     else:
                         summary.held_for_budget += len(group) - primer
@@ -287,8 +296,10 @@ def claim_pending(
                 if config.get("remainder_policy", "sync") == "wait":
                     summary.waiting_below_minimum += len(group)
                     continue
-                if not _within_budget(conn, budget, group, "sync", summary):
+                costs = _within_budget(conn, budget, group, "sync", summary)
+                if costs is None:
                     continue
+                _stamp_forecasts(conn, group, costs)
                 summary.sync_requests += _run_sync(
                     conn,
                     provider,
@@ -300,13 +311,15 @@ def claim_pending(
                     budget.prices,
                 )
                 continue
-            if not _within_budget(conn, budget, group, "batch", summary):
+            costs = _within_budget(conn, budget, group, "batch", summary)
+            if costs is None:
                 continue
             sizes = _wire_sizes(conn, orgs, group)
             for batch in pack(sizes, provider.limits):
                 ids = [group[i]["request_id"] for i in batch]
                 size = sum(sizes[i] for i in batch)
-                _claim(conn, provider, model, day, ids, size, False, prefix_key)
+                forecasts = [costs[i] for i in batch]
+                _claim(conn, provider, model, day, ids, forecasts, size, False, prefix_key)
 
 
 # An upper bound of the UTF-8 size of a record's prompt part (``render_record_part``): its
