@@ -126,16 +126,81 @@ def _write_property(
     return value_id
 
 
-def _add_source(conn: psycopg.Connection, table: str, key: str, row_id: str, prov: Provenance):
-    time_column = "source_ts" if table == "memories" else "first_seen"
-    extra = ", updated_at = clock_timestamp()" if table == "memories" else ""
+def _add_source(conn: psycopg.Connection, memory_id: str, prov: Provenance) -> None:
+    """The record becomes a source of an existing memory (once)."""
     conn.execute(
-        f"update {table} set source_record_ids = (select array_agg(distinct x order by x) "
-        f"from unnest(source_record_ids || %s::text[]) as x), "
-        f"{time_column} = least({time_column}, %s){extra} "
-        f"where {key} = %s and not (source_record_ids @> %s::text[])",
-        ([prov.record_id], prov.source_ts, row_id, [prov.record_id]),
+        "update memories set source_record_ids = (select array_agg(distinct x order by x) "
+        "from unnest(source_record_ids || %s::text[]) as x), "
+        "source_ts = least(source_ts, %s), updated_at = clock_timestamp() "
+        "where memory_id = %s and not (source_record_ids @> %s::text[])",
+        ([prov.record_id], prov.source_ts, memory_id, [prov.record_id]),
     )
+
+
+@dataclass
+class _NewMemories:
+    """Memories this answer creates, inserted together when its memories are all decided.
+
+    Later memories of the same answer are checked against them as against stored ones: exactly
+    by normalised text, and (through the caller's current rows and ``NearDuplicates``) by vector.
+    """
+
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    by_norm: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def add(self, mid: str, entity_id: str, text: str, digest: str) -> None:
+        self.rows[mid] = {"entity_id": entity_id, "text": text, "digest": digest, "aliases": []}
+        self.by_norm[(entity_id, digest)] = mid
+
+    def insert(self, conn: psycopg.Connection, prov: Provenance) -> None:
+        if not self.rows:
+            return
+        mids = list(self.rows)
+        rows = [self.rows[m] for m in mids]
+        # On conflict the row is one a re-extraction or a merge had superseded: the fact is back.
+        conn.execute(
+            "insert into memories (memory_id, org_id, entity_id, text, norm_hash, alias_hashes, "
+            "partition_day, source_ts, source_record_ids, schema_version, created_at, updated_at) "
+            "select u.m, %s, u.e, u.t, u.h, array(select jsonb_array_elements_text(u.a::jsonb)), "
+            "%s, %s, %s, %s, clock_timestamp(), clock_timestamp() "
+            "from unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+            "with ordinality as u(m, e, t, h, a, n) order by u.n "
+            "on conflict (memory_id) do update set superseded_by = null, "
+            "entity_id = excluded.entity_id, source_record_ids = (select array_agg(distinct x "
+            "order by x) from unnest(memories.source_record_ids || excluded.source_record_ids) "
+            "as x), source_ts = least(memories.source_ts, excluded.source_ts), "
+            "alias_hashes = coalesce((select array_agg(distinct x order by x) from "
+            "unnest(memories.alias_hashes || excluded.alias_hashes) as x), '{}'), "
+            "vector_dirty = true, updated_at = clock_timestamp()",
+            (
+                prov.org,
+                prov.partition_day,
+                prov.source_ts,
+                [prov.record_id],
+                prov.schema_version,
+                mids,
+                [r["entity_id"] for r in rows],
+                [r["text"] for r in rows],
+                [r["digest"] for r in rows],
+                [orjson.dumps(r["aliases"]).decode() for r in rows],
+            ),
+        )
+
+
+def _current_memories(
+    conn: psycopg.Connection, org: str, entity_ids: set[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """The current memories of each entity, in one read for the whole answer."""
+    current: dict[str, list[dict[str, Any]]] = {e: [] for e in sorted(entity_ids)}
+    if current:
+        for row in conn.execute(
+            "select entity_id, memory_id, text, norm_hash, alias_hashes from memories "
+            "where org_id = %s and entity_id = any(%s) and superseded_by is null "
+            "order by entity_id, memory_id",
+            (org, list(current)),
+        ):
+            current[row.pop("entity_id")].append(row)
+    return current
 
 
 def _write_memory(
@@ -144,9 +209,18 @@ def _write_memory(
     entity_id: str,
     text: str,
     near: NearDuplicates | None,
+    current_by_entity: dict[str, list[dict[str, Any]]],
+    new: _NewMemories,
 ) -> tuple[str, str]:
-    """Store one memory text; returns (memory id, "new" | "exact" | "near")."""
+    """Decide one memory text; returns (memory id, "new" | "exact" | "near").
+
+    ``current_by_entity`` holds the entity's current memories as this answer has left them, read
+    once per entity and answer and kept up to date here, rather than read again per memory. New
+    memories are queued in ``new`` and inserted together.
+    """
     digest = norm_hash(text)
+    if (pending := new.by_norm.get((entity_id, digest))) is not None:
+        return pending, "exact"  # stated twice in this answer: its source is this record already
     if near is None:
         existing = conn.execute(
             "select memory_id from memories where org_id = %s and entity_id = %s "
@@ -157,80 +231,103 @@ def _write_memory(
         current = []
     else:
         # One read serves both checks: the exact match, then the near-duplicate search.
-        current = conn.execute(
-            "select memory_id, text, norm_hash, alias_hashes from memories where org_id = %s "
-            "and entity_id = %s and superseded_by is null order by memory_id",
-            (prov.org, entity_id),
-        ).fetchall()
+        current = current_by_entity.get(entity_id)
+        if current is None:
+            current = current_by_entity[entity_id] = conn.execute(
+                "select memory_id, text, norm_hash, alias_hashes from memories where org_id = %s "
+                "and entity_id = %s and superseded_by is null order by memory_id",
+                (prov.org, entity_id),
+            ).fetchall()
         existing = next((r for r in current if r["norm_hash"] == digest), None) or next(
             (r for r in current if digest in r["alias_hashes"]), None
         )
     if existing is not None:
-        _add_source(conn, "memories", "memory_id", existing["memory_id"], prov)
+        if existing["memory_id"] not in new.rows:
+            _add_source(conn, existing["memory_id"], prov)
         return existing["memory_id"], "exact"
     if near is not None:
         hit = near.find(conn, prov.org, entity_id, text, current)
         if hit is not None:
-            _add_source(conn, "memories", "memory_id", hit[0], prov)
             # The same wording met again finds this memory without a vector search.
-            conn.execute(
-                "update memories set alias_hashes = array_append(alias_hashes, %s) "
-                "where memory_id = %s and not (alias_hashes @> %s::text[])",
-                (digest, hit[0], [digest]),
-            )
+            if hit[0] in new.rows:
+                new.rows[hit[0]]["aliases"].append(digest)
+            else:
+                _add_source(conn, hit[0], prov)
+                conn.execute(
+                    "update memories set alias_hashes = array_append(alias_hashes, %s) "
+                    "where memory_id = %s and not (alias_hashes @> %s::text[])",
+                    (digest, hit[0], [digest]),
+                )
+            for row in current:
+                if row["memory_id"] == hit[0] and digest not in row["alias_hashes"]:
+                    row["alias_hashes"] = [*row["alias_hashes"], digest]
             return hit[0], "near"
 
     mid = memory_id(prov.org, entity_id, text)
-    # On conflict the row is one a re-extraction or a merge had superseded: the fact is back.
-    conn.execute(
-        "insert into memories (memory_id, org_id, entity_id, text, norm_hash, partition_day, "
-        "source_ts, source_record_ids, schema_version, created_at, updated_at) "
-        "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp(), clock_timestamp()) "
-        "on conflict (memory_id) do update set superseded_by = null, entity_id = excluded.entity_id, "
-        "source_record_ids = (select array_agg(distinct x order by x) from "
-        "unnest(memories.source_record_ids || excluded.source_record_ids) as x), "
-        "source_ts = least(memories.source_ts, excluded.source_ts), vector_dirty = true, "
-        "updated_at = clock_timestamp()",
-        (
-            mid,
-            prov.org,
-            entity_id,
-            text,
-            digest,
-            prov.partition_day,
-            prov.source_ts,
-            [prov.record_id],
-            prov.schema_version,
-        ),
-    )
+    new.add(mid, entity_id, text, digest)
     if near is not None:
         near.remember(mid, text)
+        if not any(r["memory_id"] == mid for r in current):
+            current.append(
+                {"memory_id": mid, "text": text, "norm_hash": digest, "alias_hashes": []}
+            )
+            current.sort(key=lambda r: r["memory_id"])
     return mid, "new"
 
 
-def _write_edge(
-    conn: psycopg.Connection, prov: Provenance, subject: str, predicate: str, obj: str
-) -> str:
-    existing = conn.execute(
-        "select edge_id from edges where org_id = %s and subject_id = %s and predicate = %s "
-        "and object_id = %s and superseded_by is null",
-        (prov.org, subject, predicate, obj),
-    ).fetchone()
-    if existing is not None:
-        _add_source(conn, "edges", "edge_id", existing["edge_id"], prov)
-        return existing["edge_id"]
-    edge_id = "g" + _hash(prov.org, subject, predicate, obj)
-    conn.execute(
-        "insert into edges (edge_id, org_id, subject_id, predicate, object_id, "
-        "source_record_ids, first_seen) values (%s, %s, %s, %s, %s, %s, %s) "
-        "on conflict (edge_id) do update set superseded_by = null, "
-        "subject_id = excluded.subject_id, object_id = excluded.object_id, "
-        "source_record_ids = (select array_agg(distinct x order by x) from "
-        "unnest(edges.source_record_ids || excluded.source_record_ids) as x), "
-        "first_seen = least(edges.first_seen, excluded.first_seen)",
-        (edge_id, prov.org, subject, predicate, obj, [prov.record_id], prov.source_ts),
-    )
-    return edge_id
+def _write_edges(
+    conn: psycopg.Connection, prov: Provenance, triples: list[tuple[str, str, str]]
+) -> set[str]:
+    """Store the answer's edges (subject, predicate, object) in a few statements; returns their
+    ids. A current edge with the same ends and predicate gains this record as a source; the
+    others are inserted under their deterministic id (or come back, if a re-extraction or a
+    merge had superseded them)."""
+    wanted = list(dict.fromkeys(triples))
+    if not wanted:
+        return set()
+    subjects, predicates, objects = (list(c) for c in zip(*wanted, strict=True))
+    existing = {
+        (r["subject_id"], r["predicate"], r["object_id"]): r["edge_id"]
+        for r in conn.execute(
+            "select e.edge_id, e.subject_id, e.predicate, e.object_id from edges e "
+            "join unnest(%s::text[], %s::text[], %s::text[]) as u(s, p, o) "
+            "on e.subject_id = u.s and e.predicate = u.p and e.object_id = u.o "
+            "where e.org_id = %s and e.superseded_by is null",
+            (subjects, predicates, objects, prov.org),
+        )
+    }
+    if existing:
+        conn.execute(
+            "update edges set source_record_ids = (select array_agg(distinct x order by x) "
+            "from unnest(source_record_ids || %s::text[]) as x), "
+            "first_seen = least(first_seen, %s) "
+            "where edge_id = any(%s) and not (source_record_ids @> %s::text[])",
+            ([prov.record_id], prov.source_ts, sorted(set(existing.values())), [prov.record_id]),
+        )
+    fresh = [t for t in wanted if t not in existing]
+    ids = {"g" + _hash(prov.org, *t): t for t in fresh}
+    if ids:
+        conn.execute(
+            "insert into edges (edge_id, org_id, subject_id, predicate, object_id, "
+            "source_record_ids, first_seen) select u.g, %s, u.s, u.p, u.o, %s, %s "
+            "from unnest(%s::text[], %s::text[], %s::text[], %s::text[]) "
+            "with ordinality as u(g, s, p, o, n) order by u.n "
+            "on conflict (edge_id) do update set superseded_by = null, "
+            "subject_id = excluded.subject_id, object_id = excluded.object_id, "
+            "source_record_ids = (select array_agg(distinct x order by x) from "
+            "unnest(edges.source_record_ids || excluded.source_record_ids) as x), "
+            "first_seen = least(edges.first_seen, excluded.first_seen)",
+            (
+                prov.org,
+                [prov.record_id],
+                prov.source_ts,
+                list(ids),
+                [t[0] for t in ids.values()],
+                [t[1] for t in ids.values()],
+                [t[2] for t in ids.values()],
+            ),
+        )
+    return set(existing.values()) | set(ids)
 
 
 def _retract(
@@ -318,12 +415,27 @@ def apply_answer(
         summary.properties += 1
 
     memories: set[str] = set()
+    # Without near-duplicate detection the exact check reads by hash instead (_write_memory).
+    current_by_entity = (
+        _current_memories(conn, prov.org, {refs[m.entity] for m in output.memories})
+        if near is not None
+        else {}
+    )
+    new_memories = _NewMemories()
     texts = masked_memories(output, redaction_tier, prov.identifier)
     for memory, masked in zip(output.memories, texts, strict=True):
         if not masked.text:
             summary.memories_dropped += 1
             continue
-        mid, how = _write_memory(conn, prov, refs[memory.entity], masked.text.strip(), near)
+        mid, how = _write_memory(
+            conn,
+            prov,
+            refs[memory.entity],
+            masked.text.strip(),
+            near,
+            current_by_entity,
+            new_memories,
+        )
         memories.add(mid)
         if how == "new":
             summary.memories_new += 1
@@ -332,14 +444,15 @@ def apply_answer(
             summary.memories_merged += 1
         else:
             summary.memories_near_duplicate += 1
+    new_memories.insert(conn, prov)
 
-    edges: set[str] = set()
-    for edge in output.edges:
-        subject, obj = refs[edge.subject], refs[edge.object]
-        if subject == obj:
-            continue
-        edges.add(_write_edge(conn, prov, subject, edge.predicate, obj))
-        summary.edges += 1
+    triples = [
+        (refs[e.subject], e.predicate, refs[e.object])
+        for e in output.edges
+        if refs[e.subject] != refs[e.object]
+    ]
+    edges = _write_edges(conn, prov, triples)
+    summary.edges += len(triples)
 
     _retract(conn, prov, collection, memories, edges, values, summary)
     return summary

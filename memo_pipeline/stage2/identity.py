@@ -131,6 +131,8 @@ class Resolver:
             if prop.name in IDENTIFIER_PROPERTIES.get(types.get(prop.entity, ""), set()):
                 extra.setdefault(prop.entity, []).append(prop.value)
         refs = {e.ref: self.resolve(e, extra.get(e.ref, [])) for e in output.entities}
+        if not self.merges:
+            return refs  # every entity resolves to a live one
         # A merge made for a later entity may have folded one resolved earlier.
         return {ref: live_entity(self.conn, entity_id) for ref, entity_id in refs.items()}
 
@@ -144,7 +146,7 @@ class Resolver:
 
     def _name_candidates(self, norm: str, entity_type: str) -> list[dict[str, Any]]:
         return self.conn.execute(
-            "select e.entity_id, e.created_at, exists (select 1 from entity_identifiers i "
+            "select e.entity_id, e.created_at, e.names, exists (select 1 from entity_identifiers i "
             "where i.entity_id = e.entity_id) as has_identifiers from entities e "
             "where e.org_id = %s and e.type = %s and %s = any(e.norm_names) "
             "and e.merged_into is null order by e.created_at, e.entity_id",
@@ -225,6 +227,7 @@ class Resolver:
             target = found[0]
 
         colleague: str | None = None
+        candidates: list[dict[str, Any]] = []
         if name_matchable(norm, entity.type):
             candidates = self._name_candidates(norm, entity.type)
             if target is None:
@@ -252,8 +255,8 @@ class Resolver:
 
         if target is None:
             target = self._create(entity.type, name, norm, identifiers)
-        else:
-            self._add_name(target, name, norm)
+        elif not any(c["entity_id"] == target and name in c["names"] for c in candidates):
+            self._add_name(target, name, norm)  # a candidate holding the name has its norm too
         if colleague is not None and live_entity(self.conn, colleague) != target:
             # A recorded merge rather than a silent match, so that an operator can undo it.
             self._add_identifiers(target, identifiers)
