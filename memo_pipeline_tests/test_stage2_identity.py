@@ -607,3 +607,27 @@ def test_graph_command_finds_the_entity_by_id_address_or_name(runtime, monkeypat
     assert run_cli("graph", "--org", "acme", "--entity", "Nobody Here", "--json") == 2
     with runtime.connection() as conn:
         assert find_entity(conn, "globex", "dana okafor")["org"] == "globex"
+
+
+def test_near_duplicates_embed_stored_memories_the_vector_store_lacks(runtime):
+    from memo_pipeline.stage2.dedup import NearDuplicates
+
+    apply(
+        runtime,
+        "r1",
+        [person("e1", "Dana Okafor", DANA)],
+        memories=[("e1", "Dana Okafor wants Acme Pulse rolled out to supply chain in January.")],
+    )
+    entity = entity_by_email(runtime, DANA)
+    # A vector store that lost the vector (a crash between the two writes): the memory's text
+    # is read from PostgreSQL and embedded instead.
+    near = NearDuplicates(runtime.embedder.encode, lambda ids: {}, threshold=0.9)
+    with runtime.connection() as conn:
+        hit = near.find(
+            conn,
+            "acme",
+            entity,
+            "Dana Okafor wants Acme Pulse rolled out to the supply chain in January.",
+        )
+    assert hit is not None and hit[1] >= 0.9
+    assert near.embedded == 2  # the stored memory's text and the new one

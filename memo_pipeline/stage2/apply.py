@@ -194,7 +194,7 @@ def _current_memories(
     current: dict[str, list[dict[str, Any]]] = {e: [] for e in sorted(entity_ids)}
     if current:
         for row in conn.execute(
-            "select entity_id, memory_id, text, norm_hash, alias_hashes from memories "
+            "select entity_id, memory_id, norm_hash, alias_hashes from memories "
             "where org_id = %s and entity_id = any(%s) and superseded_by is null "
             "order by entity_id, memory_id",
             (org, list(current)),
@@ -234,7 +234,7 @@ def _write_memory(
         current = current_by_entity.get(entity_id)
         if current is None:
             current = current_by_entity[entity_id] = conn.execute(
-                "select memory_id, text, norm_hash, alias_hashes from memories where org_id = %s "
+                "select memory_id, norm_hash, alias_hashes from memories where org_id = %s "
                 "and entity_id = %s and superseded_by is null order by memory_id",
                 (prov.org, entity_id),
             ).fetchall()
@@ -268,9 +268,7 @@ def _write_memory(
     if near is not None:
         near.remember(mid, text)
         if not any(r["memory_id"] == mid for r in current):
-            current.append(
-                {"memory_id": mid, "text": text, "norm_hash": digest, "alias_hashes": []}
-            )
+            current.append({"memory_id": mid, "norm_hash": digest, "alias_hashes": []})
             current.sort(key=lambda r: r["memory_id"])
     return mid, "new"
 

@@ -86,16 +86,26 @@ class NearDuplicates:
         """A memory was stored with this text: its vector is known from now on."""
         self.by_memory[mid] = self.vector(text)
 
-    def _vectors(self, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    def _vectors(
+        self, conn: psycopg.Connection, rows: list[dict[str, Any]]
+    ) -> dict[str, np.ndarray]:
         missing = [r["memory_id"] for r in rows if r["memory_id"] not in self.by_memory]
         if missing:
             for mid, vector in self.fetch(missing).items():
                 self.by_memory[mid] = np.asarray(vector, dtype=np.float32)
-        unknown = [r for r in rows if r["memory_id"] not in self.by_memory]
+        unknown = [r["memory_id"] for r in rows if r["memory_id"] not in self.by_memory]
         if unknown:
-            self.prepare(r["text"] for r in unknown)
-            for r in unknown:
-                self.by_memory[r["memory_id"]] = self.by_text[r["text"]]
+            # Stored memories the vector store lacks (a crash between the two writes): embedded
+            # from their text, read only now since this is rare.
+            texts = {
+                r["memory_id"]: r["text"]
+                for r in conn.execute(
+                    "select memory_id, text from memories where memory_id = any(%s)", (unknown,)
+                )
+            }
+            self.prepare(texts.values())
+            for mid, text in texts.items():
+                self.by_memory[mid] = self.by_text[text]
         return {r["memory_id"]: self.by_memory[r["memory_id"]] for r in rows}
 
     def find(
@@ -108,18 +118,18 @@ class NearDuplicates:
     ) -> tuple[str, float] | None:
         """(memory id, cosine) of the closest current memory at or above the threshold.
 
-        ``rows`` are the entity's current memories (``memory_id``, ``text``) when the caller has
+        ``rows`` are the entity's current memories (at least ``memory_id``) when the caller has
         just read them; otherwise they are read here.
         """
         if rows is None:
             rows = conn.execute(
-                "select memory_id, text from memories where org_id = %s and entity_id = %s "
+                "select memory_id from memories where org_id = %s and entity_id = %s "
                 "and superseded_by is null order by memory_id",
                 (org, entity_id),
             ).fetchall()
         if not rows:
             return None
-        vectors = self._vectors(rows)
+        vectors = self._vectors(conn, rows)
         ids = list(vectors)
         scores = np.stack([vectors[i] for i in ids]) @ self.vector(text)
         best = int(np.argmax(scores))
