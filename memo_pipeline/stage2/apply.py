@@ -10,6 +10,7 @@ memory change that LanceDB has to follow sets ``vector_dirty``.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -187,19 +188,43 @@ class _NewMemories:
         )
 
 
+@dataclass
+class _EntityMemories:
+    """What the memory checks need to know of one entity's current memories, for one answer:
+    every id (the near-duplicate candidates) and, for the hashes of this answer's texts only,
+    which memory holds each as its text or as an alias."""
+
+    ids: list[str] = field(default_factory=list)
+    by_text: dict[str, str] = field(default_factory=dict)
+    by_alias: dict[str, str] = field(default_factory=dict)
+
+    def exact(self, digest: str) -> str | None:
+        return self.by_text.get(digest) or self.by_alias.get(digest)
+
+
 def _current_memories(
-    conn: psycopg.Connection, org: str, entity_ids: set[str]
-) -> dict[str, list[dict[str, Any]]]:
-    """The current memories of each entity, in one read for the whole answer."""
-    current: dict[str, list[dict[str, Any]]] = {e: [] for e in sorted(entity_ids)}
-    if current:
-        for row in conn.execute(
-            "select entity_id, memory_id, norm_hash, alias_hashes from memories "
-            "where org_id = %s and entity_id = any(%s) and superseded_by is null "
-            "order by entity_id, memory_id",
-            (org, list(current)),
-        ):
-            current[row.pop("entity_id")].append(row)
+    conn: psycopg.Connection, org: str, entity_ids: set[str], digests: set[str]
+) -> dict[str, _EntityMemories]:
+    """The current memories of the answer's entities, in two reads for the whole answer."""
+    current = {e: _EntityMemories() for e in sorted(entity_ids)}
+    if not current:
+        return current
+    for row in conn.execute(
+        "select entity_id, array_agg(memory_id order by memory_id) as ids from memories "
+        "where org_id = %s and entity_id = any(%s) and superseded_by is null group by entity_id",
+        (org, list(current)),
+    ):
+        current[row["entity_id"]].ids = row["ids"]
+    for row in conn.execute(
+        "select entity_id, memory_id, norm_hash, alias_hashes from memories "
+        "where org_id = %s and entity_id = any(%s) and superseded_by is null "
+        "and (norm_hash = any(%s) or alias_hashes && %s::text[]) order by memory_id",
+        (org, list(current), sorted(digests), sorted(digests)),
+    ):
+        known = current[row["entity_id"]]
+        known.by_text.setdefault(row["norm_hash"], row["memory_id"])
+        for alias in row["alias_hashes"]:
+            known.by_alias.setdefault(alias, row["memory_id"])
     return current
 
 
@@ -209,44 +234,34 @@ def _write_memory(
     entity_id: str,
     text: str,
     near: NearDuplicates | None,
-    current_by_entity: dict[str, list[dict[str, Any]]],
+    current: _EntityMemories | None,
     new: _NewMemories,
 ) -> tuple[str, str]:
     """Decide one memory text; returns (memory id, "new" | "exact" | "near").
 
-    ``current_by_entity`` holds the entity's current memories as this answer has left them, read
-    once per entity and answer and kept up to date here, rather than read again per memory. New
-    memories are queued in ``new`` and inserted together.
+    ``current`` is the entity's current memories as this answer has left them (read once per
+    answer, kept up to date here) when near duplicates are checked. New memories are queued in
+    ``new`` and inserted together.
     """
     digest = norm_hash(text)
     if (pending := new.by_norm.get((entity_id, digest))) is not None:
         return pending, "exact"  # stated twice in this answer: its source is this record already
-    if near is None:
-        existing = conn.execute(
+    if near is None or current is None:
+        row = conn.execute(
             "select memory_id from memories where org_id = %s and entity_id = %s "
             "and (norm_hash = %s or alias_hashes @> %s::text[]) and superseded_by is null "
             "order by norm_hash = %s desc limit 1",
             (prov.org, entity_id, digest, [digest], digest),
         ).fetchone()
-        current = []
+        existing = row["memory_id"] if row else None
     else:
-        # One read serves both checks: the exact match, then the near-duplicate search.
-        current = current_by_entity.get(entity_id)
-        if current is None:
-            current = current_by_entity[entity_id] = conn.execute(
-                "select memory_id, norm_hash, alias_hashes from memories where org_id = %s "
-                "and entity_id = %s and superseded_by is null order by memory_id",
-                (prov.org, entity_id),
-            ).fetchall()
-        existing = next((r for r in current if r["norm_hash"] == digest), None) or next(
-            (r for r in current if digest in r["alias_hashes"]), None
-        )
+        existing = current.exact(digest)
     if existing is not None:
-        if existing["memory_id"] not in new.rows:
-            _add_source(conn, existing["memory_id"], prov)
-        return existing["memory_id"], "exact"
-    if near is not None:
-        hit = near.find(conn, prov.org, entity_id, text, current)
+        if existing not in new.rows:
+            _add_source(conn, existing, prov)
+        return existing, "exact"
+    if near is not None and current is not None:
+        hit = near.find(conn, prov.org, entity_id, text, current.ids)
         if hit is not None:
             # The same wording met again finds this memory without a vector search.
             if hit[0] in new.rows:
@@ -258,18 +273,16 @@ def _write_memory(
                     "where memory_id = %s and not (alias_hashes @> %s::text[])",
                     (digest, hit[0], [digest]),
                 )
-            for row in current:
-                if row["memory_id"] == hit[0] and digest not in row["alias_hashes"]:
-                    row["alias_hashes"] = [*row["alias_hashes"], digest]
+            current.by_alias.setdefault(digest, hit[0])
             return hit[0], "near"
 
     mid = memory_id(prov.org, entity_id, text)
     new.add(mid, entity_id, text, digest)
-    if near is not None:
+    if near is not None and current is not None:
         near.remember(mid, text)
-        if not any(r["memory_id"] == mid for r in current):
-            current.append({"memory_id": mid, "norm_hash": digest, "alias_hashes": []})
-            current.sort(key=lambda r: r["memory_id"])
+        if mid not in current.ids:
+            bisect.insort(current.ids, mid)
+        current.by_text.setdefault(digest, mid)
     return mid, "new"
 
 
@@ -413,26 +426,26 @@ def apply_answer(
         summary.properties += 1
 
     memories: set[str] = set()
+    new_memories = _NewMemories()
+    texts = masked_memories(output, redaction_tier, prov.identifier)
     # Without near-duplicate detection the exact check reads by hash instead (_write_memory).
-    current_by_entity = (
-        _current_memories(conn, prov.org, {refs[m.entity] for m in output.memories})
+    current = (
+        _current_memories(
+            conn,
+            prov.org,
+            {refs[m.entity] for m in output.memories},
+            {norm_hash(t.text.strip()) for t in texts if t.text},
+        )
         if near is not None
         else {}
     )
-    new_memories = _NewMemories()
-    texts = masked_memories(output, redaction_tier, prov.identifier)
     for memory, masked in zip(output.memories, texts, strict=True):
         if not masked.text:
             summary.memories_dropped += 1
             continue
+        entity_id = refs[memory.entity]
         mid, how = _write_memory(
-            conn,
-            prov,
-            refs[memory.entity],
-            masked.text.strip(),
-            near,
-            current_by_entity,
-            new_memories,
+            conn, prov, entity_id, masked.text.strip(), near, current.get(entity_id), new_memories
         )
         memories.add(mid)
         if how == "new":

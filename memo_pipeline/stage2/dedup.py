@@ -86,14 +86,12 @@ class NearDuplicates:
         """A memory was stored with this text: its vector is known from now on."""
         self.by_memory[mid] = self.vector(text)
 
-    def _vectors(
-        self, conn: psycopg.Connection, rows: list[dict[str, Any]]
-    ) -> dict[str, np.ndarray]:
-        missing = [r["memory_id"] for r in rows if r["memory_id"] not in self.by_memory]
+    def _vectors(self, conn: psycopg.Connection, ids: list[str]) -> dict[str, np.ndarray]:
+        missing = [m for m in ids if m not in self.by_memory]
         if missing:
             for mid, vector in self.fetch(missing).items():
                 self.by_memory[mid] = np.asarray(vector, dtype=np.float32)
-        unknown = [r["memory_id"] for r in rows if r["memory_id"] not in self.by_memory]
+        unknown = [m for m in ids if m not in self.by_memory]
         if unknown:
             # Stored memories the vector store lacks (a crash between the two writes): embedded
             # from their text, read only now since this is rare.
@@ -106,7 +104,7 @@ class NearDuplicates:
             self.prepare(texts.values())
             for mid, text in texts.items():
                 self.by_memory[mid] = self.by_text[text]
-        return {r["memory_id"]: self.by_memory[r["memory_id"]] for r in rows}
+        return {m: self.by_memory[m] for m in ids}
 
     def find(
         self,
@@ -114,27 +112,30 @@ class NearDuplicates:
         org: str,
         entity_id: str,
         text: str,
-        rows: list[dict[str, Any]] | None = None,
+        ids: list[str] | None = None,
     ) -> tuple[str, float] | None:
         """(memory id, cosine) of the closest current memory at or above the threshold.
 
-        ``rows`` are the entity's current memories (at least ``memory_id``) when the caller has
-        just read them; otherwise they are read here.
+        ``ids`` are the entity's current memories when the caller has just read them; otherwise
+        they are read here.
         """
-        if rows is None:
-            rows = conn.execute(
-                "select memory_id from memories where org_id = %s and entity_id = %s "
-                "and superseded_by is null order by memory_id",
-                (org, entity_id),
-            ).fetchall()
-        if not rows:
+        if ids is None:
+            ids = [
+                r["memory_id"]
+                for r in conn.execute(
+                    "select memory_id from memories where org_id = %s and entity_id = %s "
+                    "and superseded_by is null order by memory_id",
+                    (org, entity_id),
+                )
+            ]
+        if not ids:
             return None
-        vectors = self._vectors(conn, rows)
-        ids = list(vectors)
-        scores = np.stack([vectors[i] for i in ids]) @ self.vector(text)
+        vectors = self._vectors(conn, ids)
+        order = list(vectors)
+        scores = np.stack([vectors[i] for i in order]) @ self.vector(text)
         best = int(np.argmax(scores))
         score = float(scores[best])
-        return (ids[best], score) if score >= self.threshold else None
+        return (order[best], score) if score >= self.threshold else None
 
     def vectors_for(self, mids: Iterable[str]) -> dict[str, np.ndarray]:
         """Vectors already known for these memories, for the vector store write."""
