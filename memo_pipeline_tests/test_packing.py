@@ -8,7 +8,13 @@ import dataclasses
 
 import pytest
 
-from memo_pipeline.pipeline.submit import REQUEST_OVERHEAD_BYTES, _wire_sizes, build_requests, pack
+from memo_pipeline.pipeline.submit import (
+    RECORD_PART_BYTES,
+    REQUEST_OVERHEAD_BYTES,
+    _wire_sizes,
+    build_requests,
+    pack,
+)
 from memo_pipeline.providers.base import ProviderLimits
 from memo_pipeline_tests.test_costs_ledger import records, run_day
 
@@ -51,10 +57,8 @@ def test_a_day_is_packed_into_jobs_by_count_and_bytes_from_ledger_sizes(runtime)
             "select request_count, bytes from provider_jobs order by request_count desc"
         ).fetchall()
         rows = conn.execute(
-            "select q.*, r.record_bytes from extraction_requests q join lateral (select "
-            "(octet_length(c.content) + octet_length(coalesce(c.identifier, '')) "
-            "+ octet_length(coalesce(c.title, '')) + octet_length(c.kind) + 128) as record_bytes "
-            "from content_records c where c.record_id = q.record_id) r on true order by request_id"
+            f"select q.*, {RECORD_PART_BYTES} as record_bytes from extraction_requests q "
+            "join content_records c using (record_id) order by request_id"
         ).fetchall()
         sizes = _wire_sizes(conn, settings.orgs, rows)
         built = build_requests(conn, settings.orgs, rows)

@@ -240,13 +240,13 @@ def _write_memory(
     """Decide one memory text; returns (memory id, "new" | "exact" | "near").
 
     ``current`` is the entity's current memories as this answer has left them (read once per
-    answer, kept up to date here) when near duplicates are checked. New memories are queued in
-    ``new`` and inserted together.
+    answer, kept up to date here); it is given exactly when ``near`` is. New memories are queued
+    in ``new`` and inserted together.
     """
     digest = norm_hash(text)
     if (pending := new.by_norm.get((entity_id, digest))) is not None:
         return pending, "exact"  # stated twice in this answer: its source is this record already
-    if near is None or current is None:
+    if near is None or current is None:  # no near-duplicate check: the exact one reads by hash
         row = conn.execute(
             "select memory_id from memories where org_id = %s and entity_id = %s "
             "and (norm_hash = %s or alias_hashes @> %s::text[]) and superseded_by is null "
