@@ -118,7 +118,7 @@ def record_outcomes(
             "insert into request_results (request_id, job_key, outcome, error, answer, "
             "stop_reason, input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, "
             "cache_read_tokens, output_tokens, service_tier, realised_usd, counterfactual_usd) "
-            "select r, %s, o, e, a::jsonb, s, i, w5, w1, cr, ot, t, ru, cu from unnest("
+            "select r, %s, o, e, a::json, s, i, w5, w1, cr, ot, t, ru, cu from unnest("
             "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::int[], %b::int[], "
             "%b::int[], %b::int[], %b::int[], %b::text[], %b::numeric[], %b::numeric[]) "
             "with ordinality as u(r, o, e, a, s, i, w5, w1, cr, ot, t, ru, cu, n) order by n "

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from memo_pipeline.pipeline.ids import request_id, request_key
 from memo_pipeline.pipeline.registry import ProviderRegistry
@@ -261,7 +260,7 @@ def _reuse_answers(
         for s in conn.execute(
             "select distinct on (q.org_id, q.collection, q.content_hash, q.schema_version, "
             "q.model) q.org_id, q.collection, q.content_hash, q.schema_version, q.model, "
-            "res.answer, res.request_id from request_results res "
+            "res.answer::text as answer, res.request_id from request_results res "
             "join extraction_requests q using (request_id) "
             "where res.outcome = 'succeeded' and q.content_hash = any(%s)",
             (list({row["content_hash"] for _, row, _ in new}),),
@@ -294,7 +293,7 @@ def _copy_answers(conn: psycopg.Connection, reused: list[tuple[str, dict[str, An
             "counterfactual_usd, service_tier) values (%s, 'succeeded', %s, %s, 0, 0, 'reused') "
             "on conflict do nothing",
             [
-                (rid, Jsonb(source["answer"]), f"reused answer of {source['request_id']}")
+                (rid, source["answer"], f"reused answer of {source['request_id']}")
                 for rid, source in reused
             ],
         )
@@ -316,7 +315,7 @@ def _reuse_identical(
 ) -> bool:
     """Copy a succeeded answer for identical content into this request; no provider call."""
     source = conn.execute(
-        "select res.answer, res.request_id from request_results res "
+        "select res.answer::text as answer, res.request_id from request_results res "
         "join extraction_requests q using (request_id) "
         "where res.outcome = 'succeeded' and q.org_id = %s and q.collection = %s "
         "and q.content_hash = %s and q.schema_version = %s and q.model = %s limit 1",

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import orjson
 import psycopg
 
 from memo_pipeline.schema.collections import OrgSpec
@@ -89,7 +88,7 @@ def near_duplicates_for(
 
 def _pending_answers(conn: psycopg.Connection, day: str) -> list[dict[str, Any]]:
     return conn.execute(
-        "select res.request_id, res.answer, q.org_id, q.collection, q.record_id, "
+        "select res.request_id, res.answer::text as answer, q.org_id, q.collection, q.record_id, "
         "q.schema_version, c.source_ts, c.identifier, k.key_created from request_results res "
         "join extraction_requests q using (request_id) join content_records c using (record_id) "
         "join lateral (select min(created_at) as key_created from extraction_requests k "
@@ -171,7 +170,7 @@ def apply_partition(
             continue
         collection = orgs[row["org_id"]].collections[row["collection"]]
         try:
-            items.append((row, validate_answer(orjson.dumps(row["answer"]).decode(), collection)))
+            items.append((row, validate_answer(row["answer"], collection)))
         except AnswerInvalid as exc:
             # Answers were validated when collected; this only fires if the collection changed.
             log.error("request %s: stored answer no longer validates: %s", row["request_id"], exc)
