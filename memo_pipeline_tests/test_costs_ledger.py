@@ -276,3 +276,45 @@ def test_provider_reported_usage_is_priced_over_the_real_sdks(runtime, emulator,
         total = cost_totals(conn, DAY).total
     assert total.realised_usd == sum(r["realised_usd"] for r in rows)
     assert total.ratio is not None and total.ratio < 0.5
+
+
+def test_a_job_is_collected_in_chunks_and_a_failed_write_leaves_it_uncollected(
+    runtime, monkeypatch
+):
+    # Chunks of two: the seven results are written in four chunks, each while the next is
+    # validated. The third write fails: the job's whole transaction is rolled back, nothing of it
+    # is stored, and the next collection stores every result once.
+    import memo_pipeline.pipeline.collect as collect
+
+    monkeypatch.setattr(collect, "RESULT_CHUNK", 2)
+    settings = runtime.settings
+    registry = ProviderRegistry(settings)
+    writes = []
+    real_write = collect.write_outcomes
+
+    def failing_third(conn, judged):
+        writes.append(len(judged.rows))
+        if len(writes) == 3:
+            raise RuntimeError("the database went away")
+        return real_write(conn, judged)
+
+    with runtime.connection() as conn:
+        land(settings, conn, iter(records(7)), "chunked")
+        load_partition(settings, conn, settings.orgs, DAY)
+        plan_partition(conn, registry, settings.orgs, DAY)
+        submit_partition(conn, registry, settings.orgs, DAY)
+        poll_open_jobs(conn, registry, limit=100, day=DAY)
+        monkeypatch.setattr(collect, "write_outcomes", failing_third)
+        with pytest.raises(RuntimeError, match="went away"):
+            collect_partition(conn, registry, settings.orgs, DAY)
+        conn.rollback()
+        assert writes == [2, 2, 2]
+        assert conn.execute("select count(*) as n from request_results").fetchone()["n"] == 0
+        job = conn.execute("select status, collected_at from provider_jobs").fetchone()
+        assert job["status"] == "ended" and job["collected_at"] is None
+
+        monkeypatch.setattr(collect, "write_outcomes", real_write)
+        summary = collect_partition(conn, registry, settings.orgs, DAY)
+        assert summary.outcomes.succeeded == 7 and summary.duplicates == 0
+        assert conn.execute("select count(*) as n from request_results").fetchone()["n"] == 7
+        assert partition_complete(conn, DAY)

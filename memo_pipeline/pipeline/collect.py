@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import psycopg
 
-from memo_pipeline.costs import PriceTable
-from memo_pipeline.pipeline.outcomes import OutcomeCounts, record_outcomes, schedule_retries
+from memo_pipeline.pipeline.outcomes import (
+    JudgedOutcomes,
+    OutcomeCounts,
+    judge_outcomes,
+    record_outcomes,
+    schedule_retries,
+    write_outcomes,
+)
 from memo_pipeline.pipeline.registry import ProviderRegistry
 from memo_pipeline.pipeline.submit import SubmitSummary, submit_partition
 from memo_pipeline.providers.base import JobState, Outcome, RequestOutcome
@@ -175,19 +182,22 @@ def collect_partition(
                 outcomes = registry.get(job["provider"], job["model"]).results(job["job_id"])
             seen: set[str] = set()
             chunk: list[tuple[RequestOutcome, dict]] = []
-            for outcome in outcomes:
-                request = rows.get(outcome.request_id)
-                if request is None:
-                    log.warning(
-                        "job %s returned unknown request id %s", job["job_id"], outcome.request_id
-                    )
-                    continue
-                seen.add(outcome.request_id)
-                chunk.append((outcome, request))
-                if len(chunk) >= RESULT_CHUNK:
-                    _record(conn, chunk, orgs, job["job_key"], prices, summary)
-                    chunk = []
-            _record(conn, chunk, orgs, job["job_key"], prices, summary)
+            with _OutcomeWriter(conn, summary) as writer:
+                for outcome in outcomes:
+                    request = rows.get(outcome.request_id)
+                    if request is None:
+                        log.warning(
+                            "job %s returned unknown request id %s",
+                            job["job_id"],
+                            outcome.request_id,
+                        )
+                        continue
+                    seen.add(outcome.request_id)
+                    chunk.append((outcome, request))
+                    if len(chunk) >= RESULT_CHUNK:
+                        writer.write(judge_outcomes(chunk, orgs, job["job_key"], prices))
+                        chunk = []
+                writer.write(judge_outcomes(chunk, orgs, job["job_key"], prices))
             missing = [
                 (
                     RequestOutcome(rid, Outcome.RETRYABLE, error="missing from job results"),
@@ -209,19 +219,44 @@ def collect_partition(
     return summary
 
 
-def _record(
-    conn: psycopg.Connection,
-    chunk: list[tuple[RequestOutcome, dict]],
-    orgs: dict[str, OrgSpec],
-    job_key: str,
-    prices: PriceTable,
-    summary: CollectSummary,
-) -> None:
-    for status in record_outcomes(conn, chunk, orgs, job_key, prices):
-        if status == "duplicate":
-            summary.duplicates += 1
-        else:
-            _count(summary.outcomes, status)
+class _OutcomeWriter:
+    """Writes judged chunks of outcomes on a thread of its own, one at a time and in order, so
+    that the database stores one chunk while the next is read, validated and priced.
+
+    It shares the collector's connection and transaction (psycopg serialises the connection's
+    use); leaving the block waits for the last chunk and raises what its write raised.
+    """
+
+    def __init__(self, conn: psycopg.Connection, summary: CollectSummary) -> None:
+        self.conn, self.summary = conn, summary
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outcome-writer")
+        self.pending: Future[list[str]] | None = None
+
+    def __enter__(self) -> _OutcomeWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        try:
+            if exc_type is None:
+                self._finish()
+            elif self.pending is not None:
+                wait([self.pending])  # the block's own error is the one to raise
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def write(self, judged: JudgedOutcomes) -> None:
+        self._finish()
+        self.pending = self.pool.submit(write_outcomes, self.conn, judged)
+
+    def _finish(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        for status in pending.result():
+            if status == "duplicate":
+                self.summary.duplicates += 1
+            else:
+                _count(self.summary.outcomes, status)
 
 
 def _count(counts: OutcomeCounts, status: str) -> None:

@@ -79,8 +79,26 @@ def record_outcomes(
         items: (outcome, the request's ledger row) pairs.
         prices: the price table; None loads the process's table once (``process_prices``).
     """
+    return write_outcomes(conn, judge_outcomes(items, orgs, job_key, prices))
+
+
+@dataclass(frozen=True)
+class JudgedOutcomes:
+    """Outcomes validated and priced, ready to be written (``write_outcomes``)."""
+
+    job_key: str | None
+    rows: list[tuple[Any, ...]]
+
+
+def judge_outcomes(
+    items: Sequence[tuple[RequestOutcome, dict[str, Any]]],
+    orgs: dict[str, OrgSpec],
+    job_key: str | None,
+    prices: PriceTable | None = None,
+) -> JudgedOutcomes:
+    """The part of ``record_outcomes`` that needs no database: validation and pricing."""
     if not items:
-        return []
+        return JudgedOutcomes(job_key, [])
     table = prices or process_prices()
     path = "batch" if job_key is not None else "sync"
     rows = []
@@ -108,9 +126,14 @@ def record_outcomes(
                 counterfactual,
             )
         )
-    # One statement per chunk, its columns passed as arrays (``%b``: in binary, because the text
-    # form of an array escapes every quote of every answer, in Python, which costs more than the
-    # whole insert); a round trip per row would bound collection at the database's latency.
+    return JudgedOutcomes(job_key, rows)
+
+
+def write_outcomes(conn: psycopg.Connection, judged: JudgedOutcomes) -> list[str]:
+    """Store judged outcomes and give their requests their status; returns each status."""
+    job_key, rows = judged.job_key, judged.rows
+    if not rows:
+        return []
     columns = list(zip(*rows, strict=True))
     inserted = {
         r["request_id"]
