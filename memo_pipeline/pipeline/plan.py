@@ -22,7 +22,7 @@ import psycopg
 from memo_pipeline.pipeline.ids import request_id, request_key
 from memo_pipeline.pipeline.registry import ProviderRegistry
 from memo_pipeline.prompts.render import PromptShape, prompt_shape, render_record_part
-from memo_pipeline.records import ContentRecord
+from memo_pipeline.records import ContentRecord, to_utc
 from memo_pipeline.schema.collections import OrgSpec
 from memo_pipeline.stage2.redaction import redact
 from memo_pipeline.tokens import estimate_tokens
@@ -55,13 +55,17 @@ class RecordPlan:
 
 
 def record_from_row(row: dict[str, Any]) -> ContentRecord:
-    return ContentRecord(
+    """A ``content_records`` row as a record. Rows were validated when they were stored, so
+    they are not validated again (a day's requests are built from thousands of them); only the
+    timestamp is put back in UTC, in which the connection's time zone need not be.
+    """
+    return ContentRecord.model_construct(
         source_id=row["source_id"],
         org=row["org_id"],
         collection=row["collection"],
         identifier=row["identifier"],
         content=row["content"],
-        source_ts=row["source_ts"],
+        source_ts=to_utc(row["source_ts"]),
         kind=row["kind"],
         title=row["title"],
         source=row["source"],

@@ -142,7 +142,7 @@ def _claim(
     )
     conn.execute(
         "update extraction_requests q set job_key = %s, forecast_usd = v.usd, updated_at = now() "
-        "from unnest(%s::text[], %s::numeric[]) as v(id, usd) "
+        "from unnest(%b::text[], %b::numeric[]) as v(id, usd) "
         "where q.request_id = v.id and q.status = 'pending'",
         (key, list(request_ids), list(forecasts)),
     )
