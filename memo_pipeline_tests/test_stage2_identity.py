@@ -631,3 +631,28 @@ def test_near_duplicates_embed_stored_memories_the_vector_store_lacks(runtime):
         )
     assert hit is not None and hit[1] >= 0.9
     assert near.embedded == 2  # the stored memory's text and the new one
+
+
+def test_candidates_grow_past_their_matrix_and_find_what_was_added():
+    import numpy as np
+
+    from memo_pipeline.stage2.dedup import Candidates, NearDuplicates
+
+    def unit(i: int) -> np.ndarray:
+        vector = np.zeros(16, dtype=np.float32)
+        vector[i] = 1.0
+        return vector
+
+    texts = {f"text {i}": unit(i) for i in range(16)}
+    near = NearDuplicates(lambda batch: [texts[t] for t in batch], lambda ids: {}, threshold=0.99)
+    empty = Candidates([], [])
+    assert near.closest(empty, "text 0") is None
+    stored = Candidates(["m0", "m1"], [unit(0), unit(1)])
+    # Added one at a time past the first matrix's size and past the spare rows twice.
+    for i in range(2, 12):
+        stored.add(f"m{i}", unit(i))
+        empty.add(f"m{i}", unit(i))
+    assert stored.matrix().shape == (12, 16) and empty.matrix().shape == (10, 16)
+    assert [near.closest(stored, f"text {i}")[0] for i in range(12)] == [f"m{i}" for i in range(12)]
+    assert near.closest(empty, "text 1") is None and near.closest(empty, "text 11")[0] == "m11"
+    assert near.closest(stored, "text 13") is None

@@ -5,8 +5,9 @@ own transaction, and marked applied; applying is idempotent, so a crash mid-way 
 work. An answer from an older extraction of a record whose newer extraction is already applied is
 marked applied without effect: it must not bring back what the newer one replaced.
 
-The memory texts of the day are embedded once, in one batch, before the answers are applied: the
-vectors serve the near-duplicate check and are then written to LanceDB as they are. PostgreSQL
+The memory texts of the day are embedded once each, a group of answers at a time on a thread of
+its own, ahead of the answers being applied (``_EmbedAhead``): the vectors serve the
+near-duplicate check and are then written to LanceDB as they are. PostgreSQL
 commits first; ``sync_vectors`` then writes LanceDB from the outbox (``memories.vector_dirty``:
 new, superseded or moved memories of any day) and reconciles the day's rows, which also repairs a
 crash between the two stores on the next run.
@@ -18,6 +19,7 @@ import logging
 import os
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,8 @@ from memo_pipeline.stores.vectors import Embedder, VectorStore
 
 log = logging.getLogger(__name__)
 EMBED_CHUNK = 512
+# Answers whose new memory texts are embedded together, ahead of applying them.
+EMBED_AHEAD_ANSWERS = 32
 LANCE_ID_CHUNK = 500
 # Test hook: with MEMO_CRASH_AFTER_PG=1 the process exits (status 9) right after the PostgreSQL
 # commit of a day and before its LanceDB write, the window sync_vectors has to repair.
@@ -131,29 +135,87 @@ def _skip_superseded(conn: psycopg.Connection, row: dict[str, Any], summary: Sto
     summary.answers += 1
 
 
-def _embed_new_texts(
-    conn: psycopg.Connection,
-    orgs: dict[str, OrgSpec],
-    items: list[tuple[dict[str, Any], ValidatedAnswer]],
-    near: dict[str, NearDuplicates],
-) -> None:
-    """Embed, one batch per org, the texts that may be new: the rest are exact duplicates."""
-    texts: dict[str, set[str]] = defaultdict(set)
-    for row, answer in items:
-        tier = orgs[row["org_id"]].redaction
-        for masked in masked_memories(answer.output, tier, row["identifier"]):
-            if masked.text:
-                texts[row["org_id"]].add(masked.text.strip())
-    for org, candidates in texts.items():
-        by_hash = {norm_hash(t): t for t in candidates}
-        known: set[str] = set()
+class _EmbedAhead:
+    """Embeds the day's possibly new memory texts on a thread of its own, a group of answers at
+    a time, while the answers already embedded are applied: the model and the database work
+    side by side instead of one after the other.
+
+    Only the texts that may be new are embedded (the others are exact duplicates of stored
+    memories, found by hash). ``ready(i)`` waits for the vectors of the group of answer ``i``
+    and hands them to its org's near-duplicate finder; the finders are touched on the calling
+    thread only.
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        orgs: dict[str, OrgSpec],
+        items: list[tuple[dict[str, Any], ValidatedAnswer]],
+        near: dict[str, NearDuplicates],
+    ) -> None:
+        self.near = near
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-ahead")
+        self.groups: list[list[tuple[str, list[str], Future[Any]]]] = []
+        self.done = 0
+        per_answer = [
+            (
+                row["org_id"],
+                {
+                    m.text.strip()
+                    for m in masked_memories(
+                        answer.output, orgs[row["org_id"]].redaction, row["identifier"]
+                    )
+                    if m.text
+                },
+            )
+            for row, answer in items
+        ]
+        known = _known_hashes(conn, per_answer)
+        queued: set[tuple[str, str]] = set()
+        for start in range(0, len(per_answer), EMBED_AHEAD_ANSWERS):
+            texts: dict[str, set[str]] = defaultdict(set)
+            for org, answer_texts in per_answer[start : start + EMBED_AHEAD_ANSWERS]:
+                for text in answer_texts:
+                    if (org, text) not in queued and (org, norm_hash(text)) not in known:
+                        queued.add((org, text))
+                        texts[org].add(text)
+            group = []
+            for org, wanted in sorted(texts.items()):
+                todo = near[org].unknown(wanted)
+                if todo:
+                    group.append((org, todo, self.pool.submit(near[org].embed, todo)))
+            self.groups.append(group)
+
+    def ready(self, index: int) -> None:
+        while self.done <= index // EMBED_AHEAD_ANSWERS and self.done < len(self.groups):
+            for org, texts, vectors in self.groups[self.done]:
+                self.near[org].add(texts, vectors.result())
+            self.groups[self.done] = []
+            self.done += 1
+
+    def close(self) -> None:
+        for group in self.groups:
+            for _, _, vectors in group:
+                vectors.cancel()
+        self.pool.shutdown(wait=True)
+
+
+def _known_hashes(
+    conn: psycopg.Connection, per_answer: list[tuple[str, set[str]]]
+) -> set[tuple[str, str]]:
+    """(org, hash) of the texts that a current memory already holds, as its text or an alias."""
+    hashes: dict[str, set[str]] = defaultdict(set)
+    for org, texts in per_answer:
+        hashes[org].update(norm_hash(t) for t in texts)
+    known: set[tuple[str, str]] = set()
+    for org, digests in sorted(hashes.items()):
         for r in conn.execute(
             "select norm_hash, alias_hashes from memories where org_id = %s "
             "and (norm_hash = any(%s) or alias_hashes && %s::text[]) and superseded_by is null",
-            (org, list(by_hash), list(by_hash)),
+            (org, sorted(digests), sorted(digests)),
         ):
-            known.update([r["norm_hash"], *r["alias_hashes"]])
-        near[org].prepare(t for t in candidates if norm_hash(t) not in known)
+            known.update((org, h) for h in [r["norm_hash"], *r["alias_hashes"]])
+    return known
 
 
 def apply_partition(
@@ -175,12 +237,28 @@ def apply_partition(
             # Answers were validated when collected; this only fires if the collection changed.
             log.error("request %s: stored answer no longer validates: %s", row["request_id"], exc)
             summary.failed += 1
-    if near is not None:
-        _embed_new_texts(conn, orgs, items, near)
+    ahead = _EmbedAhead(conn, orgs, items, near) if near is not None else None
     # End the reading transaction, so that each answer below commits on its own.
     conn.commit()
+    try:
+        _apply_items(conn, orgs, day, summary, near, items, ahead)
+    finally:
+        if ahead is not None:
+            ahead.close()
 
-    for row, answer in items:
+
+def _apply_items(
+    conn: psycopg.Connection,
+    orgs: dict[str, OrgSpec],
+    day: str,
+    summary: StoreSummary,
+    near: dict[str, NearDuplicates] | None,
+    items: list[tuple[dict[str, Any], ValidatedAnswer]],
+    ahead: _EmbedAhead | None,
+) -> None:
+    for index, (row, answer) in enumerate(items):
+        if ahead is not None:
+            ahead.ready(index)
         org = orgs[row["org_id"]]
         prov = Provenance(
             org=org.org,

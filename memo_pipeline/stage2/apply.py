@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 
 from memo_pipeline.schema.collections import CollectionSpec
 from memo_pipeline.stage2.dedup import (
+    Candidates,
     NearDuplicates,
     memory_id,
     norm_hash,
@@ -197,6 +198,8 @@ class _EntityMemories:
     ids: list[str] = field(default_factory=list)
     by_text: dict[str, str] = field(default_factory=dict)
     by_alias: dict[str, str] = field(default_factory=dict)
+    # The near-duplicate candidates' vectors, stacked at the answer's first check.
+    candidates: Candidates | None = None
 
     def exact(self, digest: str) -> str | None:
         return self.by_text.get(digest) or self.by_alias.get(digest)
@@ -261,7 +264,9 @@ def _write_memory(
             _add_source(conn, existing, prov)
         return existing, "exact"
     if near is not None and current is not None:
-        hit = near.find(conn, prov.org, entity_id, text, current.ids)
+        if current.candidates is None:
+            current.candidates = near.candidates(conn, current.ids)
+        hit = near.closest(current.candidates, text)
         if hit is not None:
             # The same wording met again finds this memory without a vector search.
             if hit[0] in new.rows:
@@ -282,6 +287,8 @@ def _write_memory(
         near.remember(mid, text)
         if mid not in current.ids:
             bisect.insort(current.ids, mid)
+            if current.candidates is not None:
+                current.candidates.add(mid, near.vector(text))
         current.by_text.setdefault(digest, mid)
     return mid, "new"
 

@@ -70,12 +70,19 @@ class NearDuplicates:
 
     def prepare(self, texts: Iterable[str]) -> None:
         """Embed, in one batch, the texts that are about to be written."""
-        todo = sorted({t for t in texts if t not in self.by_text})
-        if not todo:
-            return
-        for text, vector in zip(todo, np.asarray(self.embed(todo)), strict=True):
+        todo = self.unknown(texts)
+        if todo:
+            self.add(todo, self.embed(todo))
+
+    def unknown(self, texts: Iterable[str]) -> list[str]:
+        """The texts without a vector yet, each once, in a stable order."""
+        return sorted({t for t in texts if t not in self.by_text})
+
+    def add(self, texts: Sequence[str], vectors: Any) -> None:
+        """Vectors of ``texts`` embedded elsewhere (``embed`` on another thread)."""
+        for text, vector in zip(texts, np.asarray(vectors), strict=True):
             self.by_text[text] = vector
-        self.embedded += len(todo)
+        self.embedded += len(texts)
 
     def vector(self, text: str) -> np.ndarray:
         if text not in self.by_text:
@@ -128,15 +135,46 @@ class NearDuplicates:
                     (org, entity_id),
                 )
             ]
-        if not ids:
-            return None
+        return self.closest(self.candidates(conn, ids), text)
+
+    def candidates(self, conn: psycopg.Connection, ids: list[str]) -> Candidates:
+        """The vectors of these memories as one matrix, to check several texts against."""
         vectors = self._vectors(conn, ids)
-        order = list(vectors)
-        scores = np.stack([vectors[i] for i in order]) @ self.vector(text)
+        return Candidates(list(vectors), list(vectors.values()))
+
+    def closest(self, candidates: Candidates, text: str) -> tuple[str, float] | None:
+        """(memory id, cosine) of the closest candidate at or above the threshold."""
+        if not candidates.ids:
+            return None
+        scores = candidates.matrix() @ self.vector(text)
         best = int(np.argmax(scores))
         score = float(scores[best])
-        return (order[best], score) if score >= self.threshold else None
+        return (candidates.ids[best], score) if score >= self.threshold else None
 
     def vectors_for(self, mids: Iterable[str]) -> dict[str, np.ndarray]:
         """Vectors already known for these memories, for the vector store write."""
         return {m: self.by_memory[m] for m in mids if m in self.by_memory}
+
+
+class Candidates:
+    """Memories to compare new texts with, their vectors in one matrix: an answer checks each of
+    its texts against the same entity's memories, and adds its new ones as it goes (into spare
+    rows, so that adding does not copy the matrix)."""
+
+    def __init__(self, ids: list[str], vectors: list[np.ndarray]) -> None:
+        self.ids = ids
+        self._matrix = np.vstack(vectors) if vectors else None
+
+    def add(self, mid: str, vector: np.ndarray) -> None:
+        if self._matrix is None:
+            self._matrix = np.empty((8, vector.shape[0]), dtype=vector.dtype)
+        elif len(self.ids) == self._matrix.shape[0]:
+            grown = np.empty((2 * len(self.ids), self._matrix.shape[1]), dtype=self._matrix.dtype)
+            grown[: len(self.ids)] = self._matrix
+            self._matrix = grown
+        self._matrix[len(self.ids)] = vector
+        self.ids.append(mid)
+
+    def matrix(self) -> np.ndarray:
+        assert self._matrix is not None, "no candidates"
+        return self._matrix[: len(self.ids)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,16 @@ SCHEMA = pa.schema(
 
 
 class Embedder:
-    """Sentence embeddings on the CPU, loaded once per process."""
+    """Sentence embeddings on the CPU, loaded once per process.
+
+    The model always runs on one thread of its own, whichever thread asks: torch keeps a pool
+    of worker threads, with their buffers, for each thread it is called from, so calls from
+    several threads would hold several of them.
+    """
 
     _lock = threading.Lock()
     _model: Any = None
+    _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
 
     def __init__(self, batch_size: int = 128) -> None:
         self.batch_size = batch_size
@@ -55,17 +62,29 @@ class Embedder:
                 )
             return cls._model
 
-    def encode(self, texts: Sequence[str]) -> list[list[float]]:
+    def encode(self, texts: Sequence[str]) -> Any:
+        """Unit vectors of ``texts``, an array of shape (n, 384) (an empty list for none)."""
         if not texts:
             return []
+        return self._worker.submit(self._encode, list(texts)).result()
+
+    def _encode(self, texts: list[str]) -> Any:
         vectors = self.model().encode(
-            list(texts),
+            texts,
             batch_size=self.batch_size,
             normalize_embeddings=True,
             show_progress_bar=False,
             convert_to_numpy=True,
         )
         return vectors.astype("float32")
+
+    @classmethod
+    def _after_fork(cls) -> None:
+        # A forked child has the executor but not its thread.
+        cls._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+
+
+os.register_at_fork(after_in_child=Embedder._after_fork)  # noqa: SLF001
 
 
 class VectorStore:
