@@ -198,7 +198,7 @@ class _EntityMemories:
     ids: list[str] = field(default_factory=list)
     by_text: dict[str, str] = field(default_factory=dict)
     by_alias: dict[str, str] = field(default_factory=dict)
-    # The near-duplicate candidates' vectors, stacked at the answer's first check.
+    # The near-duplicate candidates' vectors, from the answer's first check on.
     candidates: Candidates | None = None
 
     def exact(self, digest: str) -> str | None:
@@ -265,7 +265,7 @@ def _write_memory(
         return existing, "exact"
     if near is not None and current is not None:
         if current.candidates is None:
-            current.candidates = near.candidates(conn, current.ids)
+            current.candidates = near.candidates(conn, current.ids, (prov.org, entity_id))
         hit = near.closest(current.candidates, text)
         if hit is not None:
             # The same wording met again finds this memory without a vector search.
@@ -446,6 +446,8 @@ def apply_answer(
         if near is not None
         else {}
     )
+    if near is not None:
+        near.preload(conn, [mid for known in current.values() for mid in known.ids])
     for memory, masked in zip(output.memories, texts, strict=True):
         if not masked.text:
             summary.memories_dropped += 1

@@ -66,6 +66,7 @@ class NearDuplicates:
         self.threshold = threshold
         self.by_text: dict[str, np.ndarray] = {}
         self.by_memory: dict[str, np.ndarray] = {}
+        self._candidates: dict[tuple[str, str], Candidates] = {}
         self.embedded = 0
 
     def prepare(self, texts: Iterable[str]) -> None:
@@ -92,6 +93,10 @@ class NearDuplicates:
     def remember(self, mid: str, text: str) -> None:
         """A memory was stored with this text: its vector is known from now on."""
         self.by_memory[mid] = self.vector(text)
+
+    def preload(self, conn: psycopg.Connection, ids: list[str]) -> None:
+        """Read, in one go, the vectors of stored memories that checks are about to need."""
+        self._vectors(conn, ids)
 
     def _vectors(self, conn: psycopg.Connection, ids: list[str]) -> dict[str, np.ndarray]:
         missing = [m for m in ids if m not in self.by_memory]
@@ -137,10 +142,23 @@ class NearDuplicates:
             ]
         return self.closest(self.candidates(conn, ids), text)
 
-    def candidates(self, conn: psycopg.Connection, ids: list[str]) -> Candidates:
-        """The vectors of these memories as one matrix, to check several texts against."""
+    def candidates(
+        self, conn: psycopg.Connection, ids: list[str], key: tuple[str, str] | None = None
+    ) -> Candidates:
+        """The vectors of these memories as one matrix, to check several texts against.
+
+        With a ``key`` (org, entity id) the matrix is kept, with the memories added to it, and
+        given again while the entity's current memories are exactly those: stacking them anew
+        for every answer would cost more, for an entity with many memories, than the checks.
+        """
+        kept = self._candidates.get(key) if key is not None else None
+        if kept is not None and kept.holds(ids):
+            return kept
         vectors = self._vectors(conn, ids)
-        return Candidates(list(vectors), list(vectors.values()))
+        made = Candidates(list(vectors), list(vectors.values()))
+        if key is not None:
+            self._candidates[key] = made
+        return made
 
     def closest(self, candidates: Candidates, text: str) -> tuple[str, float] | None:
         """(memory id, cosine) of the closest candidate at or above the threshold."""
@@ -174,6 +192,10 @@ class Candidates:
             self._matrix = grown
         self._matrix[len(self.ids)] = vector
         self.ids.append(mid)
+
+    def holds(self, ids: Sequence[str]) -> bool:
+        """Exactly these memories, in any order."""
+        return len(ids) == len(self.ids) and set(ids) == set(self.ids)
 
     def matrix(self) -> np.ndarray:
         assert self._matrix is not None, "no candidates"

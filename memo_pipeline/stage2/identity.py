@@ -107,6 +107,11 @@ def same_organisation(ours: set[str], theirs: set[str]) -> bool:
     return any(a == b or a.endswith("." + b) or b.endswith("." + a) for a in ours for b in theirs)
 
 
+def _norm_of(entity: ExtractedEntity) -> str:
+    name = entity.name.strip()
+    return normalize_name(name, entity.type) or name.lower()
+
+
 class Resolver:
     """Resolves the entities of one answer inside the caller's transaction."""
 
@@ -122,6 +127,10 @@ class Resolver:
         self.single_valued = single_valued or {}
         self.provenance = provenance or {}
         self.merges: list[int] = []
+        # Name candidates read for the whole answer at once; valid until this resolver changes
+        # an entity's names, identifiers or merges (then each lookup reads again).
+        self._names: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._names_valid = False
 
     def resolve_answer(self, output: ExtractionOutput) -> dict[str, str]:
         """ref -> live entity id, for every entity of the answer."""
@@ -130,7 +139,9 @@ class Resolver:
         for prop in output.properties:
             if prop.name in IDENTIFIER_PROPERTIES.get(types.get(prop.entity, ""), set()):
                 extra.setdefault(prop.entity, []).append(prop.value)
+        self._read_names(output.entities)
         refs = {e.ref: self.resolve(e, extra.get(e.ref, [])) for e in output.entities}
+        self._names_valid = False
         if not self.merges:
             return refs  # every entity resolves to a live one
         # A merge made for a later entity may have folded one resolved earlier.
@@ -144,7 +155,33 @@ class Resolver:
         ).fetchall()
         return {r["identifier"]: live_entity(self.conn, r["entity_id"]) for r in rows}
 
+    def _read_names(self, entities: Sequence[ExtractedEntity]) -> None:
+        """The name candidates of every matchable entity of an answer, in one read."""
+        keys = sorted(
+            {(norm, e.type) for e in entities if name_matchable(norm := _norm_of(e), e.type)}
+        )
+        self._names = {key: [] for key in keys}
+        self._names_valid = True
+        if not keys:
+            return
+        for row in self.conn.execute(
+            "select k.norm, k.type, e.entity_id, e.created_at, e.names, exists (select 1 from "
+            "entity_identifiers i where i.entity_id = e.entity_id) as has_identifiers "
+            "from unnest(%s::text[], %s::text[]) as k(norm, type) join entities e "
+            "on e.org_id = %s and e.type = k.type and k.norm = any(e.norm_names) "
+            "and e.merged_into is null order by k.norm, k.type, e.created_at, e.entity_id",
+            ([k[0] for k in keys], [k[1] for k in keys], self.org),
+        ):
+            self._names[(row.pop("norm"), row.pop("type"))].append(row)
+
+    def _changed(self, changed: object = True) -> None:
+        """This resolver changed an entity (when ``changed`` is truthy): read names again."""
+        if changed:
+            self._names_valid = False
+
     def _name_candidates(self, norm: str, entity_type: str) -> list[dict[str, Any]]:
+        if self._names_valid and (norm, entity_type) in self._names:
+            return self._names[(norm, entity_type)]
         return self.conn.execute(
             "select e.entity_id, e.created_at, e.names, exists (select 1 from entity_identifiers i "
             "where i.entity_id = e.entity_id) as has_identifiers from entities e "
@@ -191,6 +228,7 @@ class Resolver:
         for merged in ordered[1:]:
             if merged in blocked:
                 continue
+            self._changed()
             self.merges.append(
                 merge_entities(
                     self.conn,
@@ -212,7 +250,7 @@ class Resolver:
                 if (n := normalize_identifier(i, entity.type))
             }
         )
-        norm = normalize_name(name, entity.type) or name.lower()
+        norm = _norm_of(entity)
         owners = self._identifier_owners(identifiers, entity.type) if identifiers else {}
         found = sorted(set(owners.values()))
 
@@ -276,11 +314,12 @@ class Resolver:
 
     def _add_identifiers(self, entity_id: str, identifiers: list[str]) -> None:
         for identifier in identifiers:
-            self.conn.execute(
+            added = self.conn.execute(
                 "insert into entity_identifiers (org_id, identifier, entity_id) values (%s, %s, %s) "
                 "on conflict (org_id, identifier) do nothing",
                 (self.org, identifier, entity_id),
-            )
+            ).rowcount
+            self._changed(added)
 
     def _create(self, entity_type: str, name: str, norm: str, identifiers: list[str]) -> str:
         entity_id = entity_key(self.org, entity_type, identifiers[0] if identifiers else norm)
@@ -291,6 +330,7 @@ class Resolver:
             (entity_id, self.org, entity_type, name, norm, [name], [norm]),
         ).rowcount
         if inserted:
+            self._changed()
             return entity_id
         # The deterministic id exists already (an entity merged away, or one the name rules
         # declined): continue with whoever holds its data now.
@@ -299,10 +339,11 @@ class Resolver:
         return entity_id
 
     def _add_name(self, entity_id: str, name: str, norm: str) -> None:
-        self.conn.execute(
+        changed = self.conn.execute(
             "update entities set names = case when %s = any(names) then names "
             "else array_append(names, %s) end, norm_names = case when %s = any(norm_names) "
             "then norm_names else array_append(norm_names, %s) end "
             "where entity_id = %s and not (%s = any(names) and %s = any(norm_names))",
             (name, name, norm, norm, entity_id, name, norm),
-        )
+        ).rowcount
+        self._changed(changed)

