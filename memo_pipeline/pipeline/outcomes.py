@@ -135,6 +135,9 @@ def write_outcomes(conn: psycopg.Connection, judged: JudgedOutcomes) -> list[str
     if not rows:
         return []
     columns = list(zip(*rows, strict=True))
+    # Statements joining a table to arrays of thousands of ids are never prepared: a prepared
+    # statement soon gets a generic plan, which cannot see the arrays' length, and one such
+    # plan (scanning the table once per array element) took seconds per thousand rows.
     inserted = {
         r["request_id"]
         for r in conn.execute(
@@ -147,6 +150,7 @@ def write_outcomes(conn: psycopg.Connection, judged: JudgedOutcomes) -> list[str
             "with ordinality as u(r, o, e, a, s, i, w5, w1, cr, ot, t, ru, cu, n) order by n "
             "on conflict (request_id) do nothing returning request_id",
             (job_key, *(list(c) for i, c in enumerate(columns) if i != 1)),
+            prepare=False,
         )
     }
     statuses, stored = [], set()
@@ -168,6 +172,7 @@ def write_outcomes(conn: psycopg.Connection, judged: JudgedOutcomes) -> list[str
             "updated_at = now() from unnest(%s::text[], %s::text[], %s::text[]) "
             "as u(status, reason, id) where q.request_id = u.id",
             (status, reason, ids),
+            prepare=False,
         )
     return statuses
 

@@ -202,9 +202,17 @@ def plan_partition(
                 group[0] = plan.prefix_tokens
                 group[1] += plan.record_tokens
                 group[2] += 1
+    if summary.planned + summary.reused >= ANALYZE_AFTER:
+        # The ledger just grew by a day of pending requests that the planner's statistics have
+        # not seen: with them, claiming a job read as joining to one pending row, and a plan
+        # built on that scanned the table once per request claimed.
+        conn.execute("analyze extraction_requests")
     summary.groups = dict(groups)
     return summary
 
+
+# Requests planned at once beyond which the ledger's statistics are refreshed.
+ANALYZE_AFTER = 5000
 
 REQUEST_COLUMNS = (
     "request_id, request_key, attempt, org_id, record_id, partition_day, collection, "

@@ -369,6 +369,7 @@ def sync_vectors(
             "update memories m set vector_dirty = false from unnest(%s::text[], "
             "%s::timestamptz[]) as u(id, ts) where m.memory_id = u.id and m.updated_at = u.ts",
             ([r["memory_id"] for r in done], [r["updated_at"] for r in done]),
+            prepare=False,  # see outcomes.write_outcomes
         )
     conn.commit()
 

@@ -145,6 +145,7 @@ def _claim(
         "from unnest(%b::text[], %b::numeric[]) as v(id, usd) "
         "where q.request_id = v.id and q.status = 'pending'",
         (key, list(request_ids), list(forecasts)),
+        prepare=False,  # see outcomes.write_outcomes
     )
     if priming:
         conn.execute(
@@ -162,6 +163,7 @@ def _stamp_forecasts(
         "update extraction_requests q set forecast_usd = v.usd "
         "from unnest(%s::text[], %s::numeric[]) as v(id, usd) where q.request_id = v.id",
         ([r["request_id"] for r in rows], list(costs)),
+        prepare=False,
     )
 
 
