@@ -318,3 +318,24 @@ def test_a_job_is_collected_in_chunks_and_a_failed_write_leaves_it_uncollected(
         assert summary.outcomes.succeeded == 7 and summary.duplicates == 0
         assert conn.execute("select count(*) as n from request_results").fetchone()["n"] == 7
         assert partition_complete(conn, DAY)
+
+
+def test_planning_a_large_day_refreshes_statistics_and_leaves_no_transaction_open(
+    runtime, monkeypatch
+):
+    import psycopg
+
+    import memo_pipeline.pipeline.plan as plan
+
+    monkeypatch.setattr(plan, "ANALYZE_AFTER", 3)
+    settings = runtime.settings
+    registry = ProviderRegistry(settings)
+    with runtime.connection() as conn:
+        land(settings, conn, iter(records(4)), "analyzed")
+        load_partition(settings, conn, settings.orgs, DAY)
+        conn.commit()
+        summary = plan_partition(conn, registry, settings.orgs, DAY)
+        assert summary.planned == 4
+        # The analyze ran inside planning's own transaction, which has committed: nothing holds
+        # the ledger's lock while the caller goes on.
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE

@@ -106,3 +106,30 @@ def test_offline_extractor_finds_the_sender():
     assert sender["identifiers"] == ["dana.okafor@northwind.example"]
     props = {(p["entity"], p["name"]): p["value"] for p in answer["properties"]}
     assert props[("e1", "phone")] == "+14155550134"
+
+
+def test_text_postgresql_cannot_store_makes_the_answer_invalid_naming_the_field():
+    # A NUL can reach an answer only as a JSON escape. Stored answers are json text, which
+    # accepts it; a memory holding one would fail every Stage 2 run of its day, so the answer is
+    # judged invalid at collection and repaired instead. Unpaired surrogates the parser refuses.
+    contacts = ORG.collections["contacts"]
+    answer = {
+        "entities": [{"ref": "e1", "type": "person", "name": "Dana Okafor", "identifiers": []}],
+        "properties": [],
+        "memories": [
+            {"entity": "e1", "text": "Dana leads procurement."},
+            {"entity": "e1", "text": "Dana renews in March.@NUL@"},
+        ],
+        "edges": [],
+    }
+    text = orjson.dumps(answer).decode()
+    with pytest.raises(AnswerInvalid) as caught:
+        validate_answer(text.replace("@NUL@", "\\u0000"), contacts)
+    assert caught.value.errors == [
+        "memories[1].text: contains a NUL character (U+0000) at position 21; remove it"
+    ]
+    with pytest.raises(AnswerInvalid, match="lone leading surrogate"):
+        validate_answer(text.replace("@NUL@", "\\udc00"), contacts)
+    # Escapes of ordinary characters are no problem.
+    fine = validate_answer(text.replace("@NUL@", "\\u00e9"), contacts)
+    assert fine.output.memories[1].text == "Dana renews in March.é"

@@ -202,11 +202,12 @@ def plan_partition(
                 group[0] = plan.prefix_tokens
                 group[1] += plan.record_tokens
                 group[2] += 1
-    if summary.planned + summary.reused >= ANALYZE_AFTER:
-        # The ledger just grew by a day of pending requests that the planner's statistics have
-        # not seen: with them, claiming a job read as joining to one pending row, and a plan
-        # built on that scanned the table once per request claimed.
-        conn.execute("analyze extraction_requests")
+        if summary.planned + summary.reused >= ANALYZE_AFTER:
+            # The ledger just grew by a day of pending requests that the planner's statistics
+            # have not seen: with them, claiming a job read as joining to one pending row, and
+            # a plan built on that scanned the table once per request claimed. Inside the
+            # planning transaction, so that no transaction is left open behind it.
+            conn.execute("analyze extraction_requests")
     summary.groups = dict(groups)
     return summary
 

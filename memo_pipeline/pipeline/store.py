@@ -157,6 +157,19 @@ class _EmbedAhead:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-ahead")
         self.groups: list[list[tuple[str, list[str], Future[Any]]]] = []
         self.done = 0
+        try:
+            self._queue(conn, orgs, items)
+        except BaseException:
+            self.close()
+            raise
+
+    def _queue(
+        self,
+        conn: psycopg.Connection,
+        orgs: dict[str, OrgSpec],
+        items: list[tuple[dict[str, Any], ValidatedAnswer]],
+    ) -> None:
+        near = self.near
         per_answer = [
             (
                 row["org_id"],

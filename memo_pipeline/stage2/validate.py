@@ -17,6 +17,7 @@ import phonenumbers
 from dateutil import parser as date_parser
 from pydantic import ValidationError
 
+from memo_pipeline.records import text_problem
 from memo_pipeline.schema.collections import CollectionSpec, PropertySpec
 from memo_pipeline.schema.output import ExtractionOutput
 
@@ -105,10 +106,47 @@ def parse_answer(text: str | None) -> ExtractionOutput:
         ) from exc
 
 
+def _unstorable(output: ExtractionOutput) -> list[str]:
+    """Fields whose text PostgreSQL cannot store (a NUL, an unpaired surrogate)."""
+    fields = [
+        *(
+            (f"entities[{i}].{name}", value)
+            for i, e in enumerate(output.entities)
+            for name, value in (
+                ("ref", e.ref),
+                ("name", e.name),
+                *(("identifiers", v) for v in e.identifiers),
+            )
+        ),
+        *(
+            (f"properties[{i}].{name}", value)
+            for i, p in enumerate(output.properties)
+            for name, value in (("entity", p.entity), ("name", p.name), ("value", p.value))
+        ),
+        *(
+            (f"memories[{i}].{name}", value)
+            for i, m in enumerate(output.memories)
+            for name, value in (("entity", m.entity), ("text", m.text))
+        ),
+        *(
+            (f"edges[{i}].{name}", value)
+            for i, e in enumerate(output.edges)
+            for name, value in (
+                ("subject", e.subject),
+                ("predicate", e.predicate),
+                ("object", e.object),
+            )
+        ),
+    ]
+    return [f"{where}: {problem}" for where, value in fields if (problem := text_problem(value))]
+
+
 def validate_answer(text: str | None, collection: CollectionSpec) -> ValidatedAnswer:
     """Parse and check an answer; raise ``AnswerInvalid`` with every problem found."""
     output = parse_answer(text)
-    errors: list[str] = []
+    # JSON can only carry a NUL or a lone surrogate as a \u escape; answers without one skip
+    # the walk over every string.
+    errors: list[str] = _unstorable(output) if "\\u" in text else []
     types: dict[str, str] = {}
     for index, entity in enumerate(output.entities):
         if entity.ref in types:

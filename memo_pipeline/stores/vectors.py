@@ -84,8 +84,9 @@ class Embedder:
 
     @classmethod
     def _after_fork(cls) -> None:
-        # A forked child has the executor but not its thread.
+        # A forked child has the executor but not its thread, and a lock that thread may hold.
         cls._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        cls._lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=Embedder._after_fork)  # noqa: SLF001
