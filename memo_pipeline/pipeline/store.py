@@ -404,6 +404,7 @@ def store_partition(
         known.update(finder.by_memory)
         summary.texts_embedded += finder.embedded
     sync_vectors(conn, vectors, embedder, day, summary, known)
+    embedder.release_freed_memory()
     return summary
 
 
