@@ -96,14 +96,12 @@ class NearDuplicates:
 
     def preload(self, conn: psycopg.Connection, ids: list[str]) -> None:
         """Read, in one go, the vectors of stored memories that checks are about to need."""
-        self._vectors(conn, ids)
-
-    def _vectors(self, conn: psycopg.Connection, ids: list[str]) -> dict[str, np.ndarray]:
         missing = [m for m in ids if m not in self.by_memory]
-        if missing:
-            for mid, vector in self.fetch(missing).items():
-                self.by_memory[mid] = np.asarray(vector, dtype=np.float32)
-        unknown = [m for m in ids if m not in self.by_memory]
+        if not missing:
+            return
+        for mid, vector in self.fetch(missing).items():
+            self.by_memory[mid] = np.asarray(vector, dtype=np.float32)
+        unknown = [m for m in missing if m not in self.by_memory]
         if unknown:
             # Stored memories the vector store lacks (a crash between the two writes): embedded
             # from their text, read only now since this is rare.
@@ -116,6 +114,9 @@ class NearDuplicates:
             self.prepare(texts.values())
             for mid, text in texts.items():
                 self.by_memory[mid] = self.by_text[text]
+
+    def _vectors(self, conn: psycopg.Connection, ids: list[str]) -> dict[str, np.ndarray]:
+        self.preload(conn, ids)
         return {m: self.by_memory[m] for m in ids}
 
     def find(

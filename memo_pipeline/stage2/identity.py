@@ -129,8 +129,7 @@ class Resolver:
         self.merges: list[int] = []
         # Name candidates read for the whole answer at once; valid until this resolver changes
         # an entity's names, identifiers or merges (then each lookup reads again).
-        self._names: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        self._names_valid = False
+        self._names: dict[tuple[str, str], list[dict[str, Any]]] | None = None
 
     def resolve_answer(self, output: ExtractionOutput) -> dict[str, str]:
         """ref -> live entity id, for every entity of the answer."""
@@ -141,7 +140,7 @@ class Resolver:
                 extra.setdefault(prop.entity, []).append(prop.value)
         self._read_names(output.entities)
         refs = {e.ref: self.resolve(e, extra.get(e.ref, [])) for e in output.entities}
-        self._names_valid = False
+        self._names = None
         if not self.merges:
             return refs  # every entity resolves to a live one
         # A merge made for a later entity may have folded one resolved earlier.
@@ -160,8 +159,8 @@ class Resolver:
         keys = sorted(
             {(norm, e.type) for e in entities if name_matchable(norm := _norm_of(e), e.type)}
         )
-        self._names = {key: [] for key in keys}
-        self._names_valid = True
+        names: dict[tuple[str, str], list[dict[str, Any]]] = {key: [] for key in keys}
+        self._names = names
         if not keys:
             return
         for row in self.conn.execute(
@@ -172,15 +171,15 @@ class Resolver:
             "and e.merged_into is null order by k.norm, k.type, e.created_at, e.entity_id",
             ([k[0] for k in keys], [k[1] for k in keys], self.org),
         ):
-            self._names[(row.pop("norm"), row.pop("type"))].append(row)
+            names[(row.pop("norm"), row.pop("type"))].append(row)
 
     def _changed(self, changed: object = True) -> None:
         """This resolver changed an entity (when ``changed`` is truthy): read names again."""
         if changed:
-            self._names_valid = False
+            self._names = None
 
     def _name_candidates(self, norm: str, entity_type: str) -> list[dict[str, Any]]:
-        if self._names_valid and (norm, entity_type) in self._names:
+        if self._names is not None and (norm, entity_type) in self._names:
             return self._names[(norm, entity_type)]
         return self.conn.execute(
             "select e.entity_id, e.created_at, e.names, exists (select 1 from entity_identifiers i "

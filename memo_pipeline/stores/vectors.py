@@ -102,7 +102,7 @@ class Embedder:
         cls._lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=Embedder._after_fork)  # noqa: SLF001
+os.register_at_fork(after_in_child=Embedder._after_fork)
 
 
 class VectorStore:
