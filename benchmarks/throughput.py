@@ -26,6 +26,10 @@ on one partition day:
 
 Peak memory is the resident set of this process and its children (psutil, sampled every 20 ms),
 per stage and overall; the embedded PostgreSQL runs as a separate daemon and is reported apart.
+``build`` and ``parse`` also print the CPU time they used per record, in microseconds, of this
+process tree (``cpu_us_python``) and of PostgreSQL (``cpu_us_postgres``); the ``cpu`` line sets
+their sum beside what a rate of 20,000 records per second would leave per record on this
+machine's cores, however well the work were spread over them.
 The last line is ``throughput build=... parse=... stage2=... embed_only=... peak_rss_mb=...`` for
 the largest size.
 """
@@ -79,6 +83,8 @@ PROVIDER = "openai"
 # The first phone number in an answer's property values: its last seven digits vary per line.
 PHONE_IN_ANSWER = re.compile(r'("value":\s*"\+?1?\s*\(?415\)?[ -]?)\d{3}[ -]?\d{4}')
 CHUNK = 5000
+# The build and parse rate aimed at: the ``cpu`` line says how much CPU per record it leaves.
+TARGET_PER_S = 20_000
 FIRST_DAY = date(2026, 10, 1)
 WORDS = ["renewal", "contract", "budget", "quote", "review", "migration", "rollout", "audit",
          "pilot", "platform", "region", "invoice", "schedule", "meeting", "proposal", "analytics",
@@ -122,12 +128,43 @@ class PeakRss:
         self._thread.join()
 
 
+class CpuClock:
+    """CPU seconds (user and system) used so far by this process tree and by this run's
+    PostgreSQL: the postmaster of ``pg_dir``, its live children, and the children it has reaped
+    (a backend that ended between two readings still counts)."""
+
+    def __init__(self, pg_dir: Path) -> None:
+        self.process = psutil.Process()
+        self.pg_dir = pg_dir
+
+    @staticmethod
+    def _tree(process: psutil.Process) -> float:
+        total = 0.0
+        for proc in [process, *process.children(recursive=True)]:
+            with suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        with suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.children_user + times.children_system
+        return total
+
+    def read(self) -> tuple[float, float]:
+        """(this process tree's CPU seconds, PostgreSQL's)."""
+        postgres = 0.0
+        with suppress(psutil.Error, ValueError, OSError):
+            pid = int((self.pg_dir / "postmaster.pid").read_text().split()[0])
+            postgres = self._tree(psutil.Process(pid))
+        return self._tree(self.process), postgres
+
+
 @dataclass
 class Stage:
     name: str
     items: int = 0
     seconds: float = 0.0
     peak_mb: float = 0.0
+    cpu_seconds: tuple[float, float] = (0.0, 0.0)  # (this process tree, PostgreSQL)
     notes: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -136,13 +173,25 @@ class Stage:
 
 
 @contextmanager
-def measured(stage: Stage, rss: PeakRss) -> Iterator[Stage]:
+def measured(stage: Stage, rss: PeakRss, clock: CpuClock | None = None) -> Iterator[Stage]:
+    """Time the block, its peak memory, and (given a clock) the CPU it and PostgreSQL used."""
     rss.reset()
+    cpu = clock.read() if clock else (0.0, 0.0)
     started = time.perf_counter()
     yield stage
     stage.seconds = time.perf_counter() - started
+    if clock:
+        stage.cpu_seconds = tuple(b - a for a, b in zip(cpu, clock.read(), strict=True))
     rss.sample()
     stage.peak_mb = rss.peak / 2**20
+
+
+def cpu_notes(stage: Stage) -> dict[str, Any]:
+    """The stage's CPU time per item, in microseconds: Python (this process tree), PostgreSQL,
+    and both together; with ``os.cpu_count()`` cores, a rate of R items per second leaves at
+    most cores * 1e6 / R of them per item."""
+    python, postgres = (round(s / stage.items * 1e6) for s in stage.cpu_seconds)
+    return {"cpu_us_python": python, "cpu_us_postgres": postgres, "cpu_us": python + postgres}
 
 
 @contextmanager
@@ -426,7 +475,10 @@ def ended_job(conn, day: str, answers: list[str], folder: Path, model: str) -> N
     answer_jobs(conn, day, answers, folder, model)
 
 
-def run_size(runtime: MemoRuntime, settings: Settings, size: int, day: str, args, rss) -> dict:
+def run_size(
+    runtime: MemoRuntime, settings: Settings, size: int, day: str, args, rss: PeakRss
+) -> dict:
+    clock = CpuClock(settings.pg_dir)
     registry = ProviderRegistry(settings)
     orgs = settings.orgs
     work = Path(settings.memo_home) / "work"
@@ -436,8 +488,12 @@ def run_size(runtime: MemoRuntime, settings: Settings, size: int, day: str, args
         answers = answer_pool(conn, orgs, day, args.answers)
 
         registry.get(PROVIDER)  # the SDK import is not part of building requests
-        with measured(Stage("build"), rss) as built, profiled(args.profile, f"build-{day}"):
+        with (
+            measured(Stage("build"), rss, clock) as built,
+            profiled(args.profile, f"build-{day}"),
+        ):
             build(conn, registry, orgs, day, built)
+        built.notes.update(cpu_notes(built))
         built.notes["estimate_mb_per_s"] = estimate_rate(conn, day)
 
         model = registry.default_model(PROVIDER)
@@ -447,10 +503,11 @@ def run_size(runtime: MemoRuntime, settings: Settings, size: int, day: str, args
         )
         parsed = Stage("parse")
         parsed.notes.update(parse_breakdown(registry, orgs, model, answers))
-        with measured(parsed, rss), profiled(args.profile, f"parse-{day}"):
+        with measured(parsed, rss, clock), profiled(args.profile, f"parse-{day}"):
             summary = collect_partition(conn, registry, orgs, day, resubmit=False)
             parsed.items = summary.outcomes.succeeded + summary.outcomes.invalid
             parsed.notes["succeeded"] = summary.outcomes.succeeded
+        parsed.notes.update(cpu_notes(parsed))
     shutil.rmtree(work / day)
     return {"build": built, "parse": parsed}
 
@@ -560,6 +617,12 @@ def main(argv: list[str] | None = None) -> int:
             rss.stop()
             stop_embedded(settings)
     size, stages = results[-1]
+    cores = os.cpu_count() or 1
+    print(
+        f"cpu records={size} cores={cores} cpu_us_per_record_at_{TARGET_PER_S}_per_s="
+        f"{cores * 1e6 / TARGET_PER_S:.0f} build_cpu_us={stages['build'].notes['cpu_us']} "
+        f"parse_cpu_us={stages['parse'].notes['cpu_us']}"
+    )
     print(
         f"note stage2 and embed_only measured on {args.stage2_sample} records "
         f"({stages['stage2'].items} memories), not on {size}; build and parse on all {size}"
