@@ -449,7 +449,8 @@ PlannedRequest = tuple[str, int, int, int]
 """One planned request: ``(prefix_key, prefix_tokens, record_tokens, output_tokens)``."""
 
 
-def _write_usage(ttl: str, prefix: int, record: int, output: int) -> Usage:
+def cache_write_usage(ttl: str, prefix: int, record: int, output: int) -> Usage:
+    """A request that writes its ``prefix`` tokens to the cache with lifetime ``ttl``."""
     if ttl in SHORT_LIFETIMES:
         return Usage(input_tokens=record, cache_write_5m_tokens=prefix, output_tokens=output)
     return Usage(input_tokens=record, cache_write_1h_tokens=prefix, output_tokens=output)
@@ -477,7 +478,7 @@ def _cached_cost(
             plain = Usage(input_tokens=prefix + record, output_tokens=output)
             total += request_cost(plain, price, "batch")
             continue
-        write = request_cost(_write_usage(cache_ttl, prefix, record, output), price, "batch")
+        write = request_cost(cache_write_usage(cache_ttl, prefix, record, output), price, "batch")
         if key not in written:
             written.add(key)
             total += write

@@ -338,3 +338,39 @@ def test_document_prompts_share_the_memorize_cache_breakpoint(emulated, emu):
 
     outcome = provider.call_sync(ProviderRequest("r-document", render(org, document), ""))
     assert outcome.outcome.value == "succeeded", outcome.error
+
+
+def test_the_daily_budget_holds_sync_calls_until_it_is_raised(intake_runtime):
+    rt = intake_runtime
+    config = fast_config()
+    acme = rt.orgs["acme"]
+    content, address = email("Kim Novak")
+    write = WriteIn(
+        org="acme",
+        kind="memorize",
+        execution_mode="async",
+        collection="contacts",
+        documents=[DocumentIn(content, source_ts=SOURCE_TS)],
+        identifier=address,
+    )
+    accepted = accept(rt, config, write)
+    rt.orgs["acme"] = acme.model_copy(update={"daily_budget_usd": 0.0})
+    held = process_events(rt, config, [accepted.event_id])
+    assert held.calls == 0 and held.stored == [] and held.failed == []
+    (message,) = held.held
+    assert message.startswith(f"record {accepted.record_ids[0]} not sent to local: held:")
+    assert "of its $0.00 daily budget" in message
+    with rt.connection() as conn:
+        view = event_view(conn, "acme", accepted.event_id)
+        results = conn.execute("select count(*) as n from request_results").fetchone()["n"]
+    assert results == 0
+    assert view["status"] == "submitted"
+    assert [h["detail"] for h in view["history"] if h["status"] == "held"] == [message]
+
+    rt.orgs["acme"] = acme  # no budget: the next run makes the call
+    done = process_events(rt, config, [accepted.event_id])
+    assert done.calls == 1 and done.held == [] and done.stored == [accepted.event_id]
+    with rt.connection() as conn:
+        request = conn.execute("select status, forecast_usd from extraction_requests").fetchone()
+        assert event_view(conn, "acme", accepted.event_id)["status"] == "stored"
+    assert request["status"] == "succeeded" and request["forecast_usd"] > 0

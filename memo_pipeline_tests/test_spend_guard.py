@@ -2,13 +2,17 @@
 work whose forecast would take an org past its ``daily_budget_usd`` is held (pending, with the
 guard's message as its reason, in the summary and in the ``provider_batches`` run log and
 metadata) until the budget is raised or the next UTC day; claimed work counts its forecast as
-committed spend until its realised cost arrives; an org without a budget is never held.
+committed spend until its realised cost arrives; an org without a budget is never held. A
+held priming request holds the requests waiting for it; a lifted hold leaves no reason behind;
+the forecast prices a cache write where that is dearer than plain input; budgets in org files
+are checked.
 
 Leaves out: ``SpendGuard.check``'s arithmetic and wording (test_costs).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,16 +23,20 @@ import pytest
 import yaml
 from dagster import AssetKey, DagsterInstance
 
-from memo_pipeline.config import REPO_ROOT, Settings
+from memo_pipeline.config import REPO_ROOT, ConfigError, Settings
+from memo_pipeline.costs import cache_write_usage, request_cost
 from memo_pipeline.definitions import defs
 from memo_pipeline.defs.partitions import ingest_days
 from memo_pipeline.defs.resources import _RUNTIMES, MemoResource, MemoRuntime
 from memo_pipeline.pipeline.collect import collect_partition
-from memo_pipeline.pipeline.costs_ledger import spent_on
+from memo_pipeline.pipeline.costs_ledger import request_forecast_usd, spent_on
 from memo_pipeline.pipeline.plan import plan_partition
 from memo_pipeline.pipeline.raw import land, load_partition
+from memo_pipeline.pipeline.registry import ProviderRegistry
 from memo_pipeline.pipeline.submit import submit_partition
 from memo_pipeline.records import ContentRecord
+from memo_pipeline.schema.collections import load_org
+from memo_pipeline.tokens import expected_output_tokens
 
 DAY = "2026-11-30"
 OTHER_DAY = "2026-11-29"
@@ -89,6 +97,7 @@ def test_work_over_the_budget_is_held_until_the_budget_is_raised(runtime):
         rows = request_rows(conn, DAY)
         assert submitted.held_for_budget == 0 and submitted.submitted_requests == 6
         assert all(r["status"] == "submitted" for r in rows)
+        assert all(r["reason"] is None for r in rows)  # the hold was lifted
         committed = sum(r["forecast_usd"] for r in rows)
         assert committed > Decimal("0.0005")
         # Until results arrive the forecast is what the org has committed today ...
@@ -164,3 +173,51 @@ def test_held_submission_is_reported_in_the_run_log_and_metadata(tight_budget_me
     budget_text = metadata["budget"].value
     assert "held: forecast" in budget_text and "$0.0001 daily budget" in budget_text
     assert any("held: forecast" in line for line in warnings), warnings
+
+
+def test_a_held_primer_holds_the_requests_waiting_for_it(runtime):
+    plan_days(runtime, DAY)
+    settings = dataclasses.replace(
+        runtime.settings, provider_overrides={"local": {"prime_cache": True}}
+    )
+    registry = ProviderRegistry(settings)
+    with runtime.connection() as conn:
+        held = submit_partition(conn, registry, with_budget(runtime.orgs, 0.0), DAY)
+        rows = request_rows(conn, DAY)
+        assert held.held_for_budget == 6 and held.held_for_priming == 0 and not held.jobs
+        (message,) = held.budget_messages
+        assert message.startswith(f"6 local requests of {DAY} held: forecast $0.00")
+        assert {r["reason"] for r in rows} == {message}
+
+        primed = submit_partition(conn, registry, with_budget(runtime.orgs, 1.0), DAY)
+        rows = request_rows(conn, DAY)
+        assert primed.submitted_requests == 1 and primed.held_for_priming == 5
+        (primer,) = [r for r in rows if r["job_key"]]
+        assert primer["reason"] is None
+
+
+def test_the_forecast_prices_a_cache_write_where_it_costs_more_than_input(runtime):
+    prices, model = runtime.settings.prices, "us.anthropic.claude-haiku-5-5-v1:0"
+    rate = prices.rate("bedrock", model)
+    plain = request_forecast_usd(prices, "bedrock", model, 4000, 1000, "batch")
+    ceiling = request_forecast_usd(prices, "bedrock", model, 4000, 1000, "batch", "1h")
+    written = cache_write_usage("1h", 3000, 1000, expected_output_tokens(1000))
+    assert ceiling == request_cost(written, rate, "batch") > plain
+    # Nothing to cache, or no write price for the lifetime: the prompt bills as input.
+    assert request_forecast_usd(prices, "bedrock", model, 1000, 1000, "batch", "1h") == (
+        request_forecast_usd(prices, "bedrock", model, 1000, 1000, "batch")
+    )
+    assert request_forecast_usd(prices, "bedrock", model, 4000, 1000, "batch", "7d") == plain
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [(-1, "greater than or equal to 0"), (float("nan"), "finite number"), ("lots", "valid number")],
+)
+def test_a_daily_budget_that_is_not_a_usd_amount_names_the_file_and_field(tmp_path, value, problem):
+    org = yaml.safe_load((REPO_ROOT / "config/orgs/acme.yaml").read_text())
+    path = tmp_path / "acme.yaml"
+    path.write_text(yaml.safe_dump({**org, "daily_budget_usd": value}))
+    with pytest.raises(ConfigError, match=problem) as raised:
+        load_org(path)
+    assert str(raised.value).startswith(f"{path}: daily_budget_usd: ")

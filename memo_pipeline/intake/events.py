@@ -31,6 +31,8 @@ from memo_pipeline.records import ContentRecord
 MODES = ("sync", "async", "bulk")
 STATUS_ORDER = ("accepted", "queued", "submitted", "extracted", "stored")
 FINISHED = ("stored", "failed")
+# History entries that explain a wait rather than record a step.
+HISTORY_NOTES = ("held",)
 SUMMARY_LIMIT = 200
 
 
@@ -485,7 +487,10 @@ def event_view(conn: psycopg.Connection, org: str, event_id: str) -> dict[str, A
     history.sort(key=lambda h: (h["at"], _rank(h["status"])))
     status = event["status"]
     if status not in FINISHED:
-        status = max((h["status"] for h in history), key=_rank, default=status)
+        # A note in the history (the spend guard's "held") says why the event waits; it is
+        # not a step the event has reached.
+        steps = [h["status"] for h in history if h["status"] not in HISTORY_NOTES]
+        status = max(steps, key=_rank, default=status)
     records = []
     errors = []
     for state in _record_states(conn, event_id) if event["ai_extraction"] else []:

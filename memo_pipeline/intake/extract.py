@@ -7,7 +7,10 @@ attempt), pull it into the sync path if it was batch work, call the provider's s
 record the outcome with the same ``record_outcome`` the batch collector uses. Transient failures
 (429, 5xx, connection) are retried with backoff that honours a Retry-After the adapter reports;
 invalid or failed answers get new attempts (repairs) like the batch path's, up to its limit.
-Then Stage 2 stores the partition days touched (``pipeline.store.store_partition``), and the
+Before each call the org's daily budget is checked as the bulk path checks it
+(``pipeline.submit.check_budget``): a call it would exceed is not made, the event's history says
+why, and the event stays open until the sensor takes it up again (``stale_after_seconds``) after
+the budget is raised or the UTC day has turned. Then Stage 2 stores the partition days touched (``pipeline.store.store_partition``), and the
 events are finalized.
 """
 
@@ -19,8 +22,10 @@ import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -37,7 +42,7 @@ from memo_pipeline.intake.runtime import Runtime
 from memo_pipeline.pipeline.outcomes import MAX_ATTEMPTS, record_outcome
 from memo_pipeline.pipeline.plan import record_from_row
 from memo_pipeline.pipeline.store import store_partition
-from memo_pipeline.pipeline.submit import build_requests
+from memo_pipeline.pipeline.submit import Budget, build_requests, check_budget
 from memo_pipeline.providers.base import Outcome, Provider, ProviderRequest, RequestOutcome
 
 log = logging.getLogger(__name__)
@@ -163,6 +168,10 @@ def extract_record(
                         return result
                 note = pull_into_sync(conn, row, reason)
                 result.ledger_note = note or result.ledger_note
+                held = _budget_hold(conn, runtime, event, row)
+                if held is not None:
+                    result.status, result.error = "held", held
+                    return result
                 request = build_requests(conn, runtime.orgs, [row])[0]
                 provider = runtime.registry.get(row["provider"], row["model"])
                 outcome = call_with_backoff(provider, request, config)
@@ -177,6 +186,25 @@ def extract_record(
                 )
     result.status, result.error = "dead", "no final outcome after the attempt limit"
     return result
+
+
+def _budget_hold(
+    conn: psycopg.Connection, runtime: Runtime, event: dict[str, Any], row: dict[str, Any]
+) -> str | None:
+    """The spend guard's message when the org's daily budget holds this request's sync call
+    (written to the event's history), else None and its forecast stamped on the request."""
+    budget = Budget.of(runtime.registry, runtime.orgs, datetime.now(UTC).date())
+    costs, message = check_budget(conn, budget, [row], "sync")
+    if message is None:
+        conn.execute(
+            "update extraction_requests set forecast_usd = %s where request_id = %s",
+            (costs[0], row["request_id"]),
+        )
+        return None
+    message = f"record {row['record_id']} not sent to {row['provider']}: {message}"
+    log.warning("event %s: %s", event["event_id"], message)
+    add_history(conn, event["event_id"], "held", message)
+    return message
 
 
 def store_days(runtime: Runtime, days: set[str]) -> None:
@@ -204,6 +232,8 @@ class ProcessSummary:
     failed: list[str] = field(default_factory=list)
     documents: int = 0
     skipped: int = 0
+    # The spend guard's message for each record whose call the daily budget held.
+    held: list[str] = field(default_factory=list)
 
 
 def process_events(
@@ -257,6 +287,7 @@ def process_events(
                     )
                 )
     summary.calls = sum(r.calls for r in results)
+    summary.held = [r.error for r in results if r.status == "held" and r.error]
 
     by_event: dict[str, list[RecordResult]] = defaultdict(list)
     for r in results:

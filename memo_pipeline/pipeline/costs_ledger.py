@@ -35,6 +35,7 @@ from memo_pipeline.costs import (
     PlannedRequest,
     PriceNotFound,
     PriceTable,
+    cache_write_usage,
     forecast,
     format_usd,
     render_cost_chart,
@@ -340,17 +341,27 @@ def request_forecast_usd(
     prompt_tokens: int,
     record_tokens: int,
     path: BillingPath,
+    cache_ttl: str | None = None,
 ) -> Decimal:
-    """What one request is expected to cost on ``path`` with no cache: the guard's figure.
+    """What one request may cost on ``path``: the spend guard's figure, meant as a ceiling.
 
-    Cache reads only lower it; cache writes can raise it (a cold batch where every request
-    writes), which the realised cost then shows.
+    Without a cache the whole prompt bills as input. A provider that caches with lifetime
+    ``cache_ttl`` may instead have the request write its static prefix (every request of a job
+    does when no earlier request warmed the cache), which most models bill above plain input:
+    the dearer of the two is taken. Cache reads only lower the cost, and the realised cost
+    replaces the forecast once the answer is in.
 
     Raises:
         PriceNotFound: no price for the provider/model.
     """
-    usage = Usage(input_tokens=prompt_tokens, output_tokens=expected_output_tokens(record_tokens))
-    return request_cost(usage, prices.rate(provider, model), path)
+    rate = prices.rate(provider, model)
+    output = expected_output_tokens(record_tokens)
+    plain = request_cost(Usage(input_tokens=prompt_tokens, output_tokens=output), rate, path)
+    prefix = prompt_tokens - record_tokens
+    if cache_ttl is None or prefix <= 0 or cache_ttl not in rate.cache_write:
+        return plain
+    written = cache_write_usage(cache_ttl, prefix, record_tokens, output)
+    return max(plain, request_cost(written, rate, path))
 
 
 @dataclass(frozen=True)

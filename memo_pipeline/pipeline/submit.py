@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 REQUEST_OVERHEAD_BYTES = 4096
 PRIME_TTL = timedelta(minutes=55)
 CRASH_HOOK = "MEMO_TEST_CRASH"
+# The spend guard's reasons ("6 openai requests of 2026-11-30 held: forecast ..."), as SQL LIKE.
+BUDGET_HOLD_LIKE = "% held: %"
 
 
 @dataclass
@@ -141,10 +143,12 @@ def _claim(
         (key, provider.name, model, day, priming, len(request_ids), size),
     )
     conn.execute(
-        "update extraction_requests q set job_key = %s, forecast_usd = v.usd, updated_at = now() "
+        # A budget hold that has since been lifted is no longer the request's reason.
+        "update extraction_requests q set job_key = %s, forecast_usd = v.usd, updated_at = now(), "
+        "reason = case when q.reason like %s then null else q.reason end "
         "from unnest(%b::text[], %b::numeric[]) as v(id, usd) "
         "where q.request_id = v.id and q.status = 'pending'",
-        (key, list(request_ids), list(forecasts)),
+        (key, BUDGET_HOLD_LIKE, list(request_ids), list(forecasts)),
         prepare=False,  # see outcomes.write_outcomes
     )
     if priming:
@@ -188,24 +192,35 @@ def _run_sync(
 
 
 @dataclass(frozen=True)
-class _Budget:
-    """What the spend guard needs in one claim step."""
+class Budget:
+    """What the spend guard needs: the orgs' budgets, the prices, each provider's cache
+    lifetime (a cache write is priced in when it is dearer, see ``request_forecast_usd``), and
+    the UTC day whose spend counts."""
 
     orgs: dict[str, OrgSpec]
     prices: PriceTable
     today: date
+    cache_ttls: dict[str, str | None]
+
+    @classmethod
+    def of(cls, registry: ProviderRegistry, orgs: dict[str, OrgSpec], today: date) -> Budget:
+        ttls = {
+            name: conf.get("cache_ttl") for name, conf in registry.settings.providers_config.items()
+        }
+        return cls(orgs, registry.settings.prices, today, ttls)
 
 
-def _within_budget(
+def check_budget(
     conn: psycopg.Connection,
-    budget: _Budget,
+    budget: Budget,
     rows: Sequence[dict[str, Any]],
     path: BillingPath,
-    summary: SubmitSummary,
-) -> list[Decimal | None] | None:
-    """Check the org's daily budget before spending on ``rows``: their forecast costs (to stamp
-    on them) if allowed, else None. Held rows stay pending with the guard's message as their
-    reason.
+) -> tuple[list[Decimal | None], None] | tuple[None, str]:
+    """The spend guard on ledger rows of one org about to be sent on ``path``.
+
+    Returns their forecast costs (to stamp on them) and None when the org's daily budget allows
+    them, else None and the guard's message. Without a price the forecast is None, and the rows
+    are held only if the org has a budget (it cannot be checked).
     """
     org = budget.orgs[rows[0]["org_id"]]
     try:
@@ -217,32 +232,48 @@ def _within_budget(
                 r["est_prefix_tokens"] + r["est_record_tokens"],
                 r["est_record_tokens"],
                 path,
+                budget.cache_ttls.get(r["provider"]),
             )
             for r in rows
         ]
     except PriceNotFound as exc:
         if org.daily_budget_usd is None:
-            return [None] * len(rows)
-        message = f"held: cannot check org {org.org}'s daily budget: {exc}"
-    else:
-        forecast_usd = sum(costs, Decimal(0))
-        decision = SpendGuard.check(
-            org.org,
-            budget.today,
-            forecast_usd,
-            spent_on(conn, org.org, budget.today) if org.daily_budget_usd is not None else 0,
-            org.daily_budget_usd,
-        )
-        if decision.allowed:
-            return costs
-        message = decision.message
-    message = f"{len(rows)} {rows[0]['provider']} requests of {rows[0]['partition_day']} {message}"
+            return [None] * len(rows), None
+        return None, f"held: cannot check org {org.org}'s daily budget: {exc}"
+    if org.daily_budget_usd is None:
+        return costs, None
+    decision = SpendGuard.check(
+        org.org,
+        budget.today,
+        sum(costs, Decimal(0)),
+        spent_on(conn, org.org, budget.today),
+        org.daily_budget_usd,
+    )
+    return (costs, None) if decision.allowed else (None, decision.message)
+
+
+def _within_budget(
+    conn: psycopg.Connection,
+    budget: Budget,
+    rows: Sequence[dict[str, Any]],
+    path: BillingPath,
+    summary: SubmitSummary,
+    held: Sequence[dict[str, Any]] | None = None,
+) -> list[Decimal | None] | None:
+    """``check_budget`` on ``rows``: their forecast costs if allowed, else None. Held rows
+    (``held``, by default ``rows``) stay pending with the guard's message as their reason.
+    """
+    costs, message = check_budget(conn, budget, rows, path)
+    if message is None:
+        return costs
+    held = rows if held is None else held
+    message = f"{len(held)} {rows[0]['provider']} requests of {rows[0]['partition_day']} {message}"
     log.warning("%s", message)
-    summary.held_for_budget += len(rows)
+    summary.held_for_budget += len(held)
     summary.budget_messages.append(message)
     conn.execute(
         "update extraction_requests set reason = %s, updated_at = now() where request_id = any(%s)",
-        (message, [r["request_id"] for r in rows]),
+        (message, [r["request_id"] for r in held]),
     )
     return None
 
@@ -260,7 +291,7 @@ def claim_pending(
     ``today`` is the UTC day whose budget the spend counts against (the current one unless
     given).
     """
-    budget = _Budget(orgs, registry.settings.prices, today or datetime.now(UTC).date())
+    budget = Budget.of(registry, orgs, today or datetime.now(UTC).date())
     with conn.transaction():
         rows = conn.execute(
             f"select q.*, {RECORD_PART_BYTES} as record_bytes from extraction_requests q "
@@ -285,14 +316,16 @@ def claim_pending(
                 # A priming job must itself meet the provider's minimum job size.
                 primer = max(1, minimum)
                 if state == "cold" and len(group) > primer:
-                    costs = _within_budget(conn, budget, group[:primer], "batch", summary)
+                    # The rest of the group waits for the primer: when the budget holds the
+                    # primer, it holds them all.
+                    costs = _within_budget(
+                        conn, budget, group[:primer], "batch", summary, held=group
+                    )
                     if costs is not None:
                         sizes = _wire_sizes(conn, orgs, group[:primer])
                         ids = [r["request_id"] for r in group[:primer]]
                         _claim(conn, provider, model, day, ids, costs, sum(sizes), True, prefix_key)
                         summary.held_for_priming += len(group) - primer
-                    else:
-                        summary.held_for_budget += len(group) - primer
                     continue
             if len(group) < minimum:
                 if config.get("remainder_policy", "sync") == "wait":

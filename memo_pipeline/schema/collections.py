@@ -68,7 +68,8 @@ class OrgSpec(_Spec):
     display_name: str
     redaction: Literal["off", "mask", "strict"] = "off"
     redact_before_provider: bool = False
-    daily_budget_usd: float | None = None
+    # What the org may spend per UTC day, in USD (0 holds everything); None sets no budget.
+    daily_budget_usd: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
     # Cosine similarity at or above which two memories of one entity count as the same fact.
     near_duplicate_threshold: float | None = Field(default=None, gt=0.0, le=1.0)
     provider: ProviderChoice = Field(default_factory=ProviderChoice)

@@ -31,6 +31,8 @@ def process_intake_events(
         len(summary.failed),
         summary.skipped,
     )
+    for message in summary.held[:20]:
+        context.log.warning(message)
     return Output(
         None,
         metadata={
@@ -39,6 +41,7 @@ def process_intake_events(
             "provider_calls": summary.calls,
             "stored": len(summary.stored),
             "failed": len(summary.failed),
+            "held_by_budget": len(summary.held),
             "documents": summary.documents,
             "failed_events": MetadataValue.json(summary.failed[:100]),
         },
