@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from memo_pipeline.config import Settings
+from memo_pipeline.schema.collections import ConfigError
 
 log = logging.getLogger("memo_pipeline")
 
@@ -218,6 +219,9 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         mode: str(sum((f.cost(mode) for f in priced), Decimal(0)))
         for mode in ("sync", "async", "bulk", "bulk_cached")
     }
+    if not items:
+        log.error("nothing to forecast: none of %d input item(s) could be read", errors)
+        return 1
     print(forecast_markdown(forecasts))
     print(
         json.dumps(
@@ -644,7 +648,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        # A configuration file or option the user can fix: its message names the file and
+        # field, and a traceback would only bury it.
+        log.error("configuration error: %s", exc)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Forecasts before anything is paid and the cost report after: ``memo-pipeline forecast`` on the
-example input without a database, forecasts of a provider/model without a price, the forecast in
+example input without a database, its errors (a bad prices file, an unknown provider, nothing
+to forecast) as one line and a non-zero exit, forecasts of a provider/model without a price, the forecast in
 the ``extraction_requests`` metadata, and the ``extraction_costs`` asset (table, chart embedded
 as a data URI and saved under $MEMO_HOME/reports, the non-blocking cache hit rate check at its
 default and at a configured threshold) on the real embedded PostgreSQL with the local provider.
@@ -61,6 +62,33 @@ def test_forecast_command_needs_no_database(tmp_path: Path, monkeypatch, capsys)
     # The documents collection's prefix is below the 1,024-token minimum: said, and not cached.
     assert "acme-documents" in first["warnings"][0] and "will not be cached" in table
     assert table.startswith("| day | org | provider/model | requests |")
+
+
+def test_forecast_command_errors_are_one_line_and_exit_non_zero(
+    tmp_path: Path, monkeypatch, caplog
+):
+    monkeypatch.setenv("MEMO_HOME", str(tmp_path))
+    # ``--provider`` sets MEMO_PROVIDER for the process: setting it here first makes the
+    # monkeypatch take it away again afterwards.
+    monkeypatch.setenv("MEMO_PROVIDER", "local")
+    monkeypatch.delenv("MEMO_PROVIDER")
+    prices = tmp_path / "bad-prices.yaml"
+    prices.write_text("providers: {local: {offline-heuristic-1: {input: -1}}}\n")
+    monkeypatch.setenv("MEMO_PRICES_FILE", str(prices))
+    assert main(["forecast", "--data", str(EXAMPLES)]) == 2
+    (error,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert error.startswith("configuration error: ") and str(prices) in error
+    assert "providers.local.offline-heuristic-1: input: " in error
+    monkeypatch.delenv("MEMO_PRICES_FILE")
+
+    caplog.clear()
+    assert main(["forecast", "--data", str(EXAMPLES), "--provider", "nosuch"]) == 2
+    assert "unknown provider 'nosuch'" in caplog.text
+
+    caplog.clear()
+    (tmp_path / "empty").mkdir()
+    assert main(["forecast", "--data", str(tmp_path / "empty")]) == 1
+    assert "nothing to forecast" in caplog.text
 
 
 def test_a_provider_without_prices_is_named_in_the_forecast(tmp_path: Path):

@@ -7,6 +7,7 @@ from typing import Any
 
 from memo_pipeline.config import Settings
 from memo_pipeline.providers.base import Provider, ProviderLimits
+from memo_pipeline.schema.collections import ConfigError
 
 # Adapter classes by provider name; imported lazily so a missing SDK only fails its own path.
 ADAPTERS = {
@@ -37,7 +38,7 @@ class ProviderRegistry:
             return self.settings.providers_config[name]
         except KeyError:
             known = ", ".join(sorted(self.settings.providers_config))
-            raise ValueError(f"unknown provider {name!r}; configured: {known}") from None
+            raise ConfigError(f"unknown provider {name!r}; configured: {known}") from None
 
     def default_model(self, name: str) -> str:
         return str(self.config(name)["default_model"])
