@@ -3,7 +3,7 @@ example input without a database, its errors (a bad prices file, an unknown prov
 to forecast) as one line and a non-zero exit, forecasts of a provider/model without a price, the forecast in
 the ``extraction_requests`` metadata, and the ``extraction_costs`` asset (table, chart embedded
 as a data URI and saved under $MEMO_HOME/reports, the non-blocking cache hit rate check at its
-default and at a configured threshold) on the real embedded PostgreSQL with the local provider.
+default and at a configured threshold, leaving out requests that could not read the cache) on the real embedded PostgreSQL with the local provider.
 
 Leaves out: the forecast arithmetic (test_costs) and how close the token estimate is to reported
 usage (measured by benchmarks/cost.py, figures in the README).
@@ -12,6 +12,7 @@ usage (measured by benchmarks/cost.py, figures in the README).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -28,11 +29,14 @@ from memo_pipeline.ingest.loaders import load
 from memo_pipeline.pipeline.collect import collect_partition
 from memo_pipeline.pipeline.costs_ledger import (
     PlannedItem,
+    cost_report,
     forecast_items,
     forecast_markdown,
 )
-from memo_pipeline.pipeline.raw import land
+from memo_pipeline.pipeline.plan import plan_partition
+from memo_pipeline.pipeline.raw import land, load_partition
 from memo_pipeline.pipeline.registry import ProviderRegistry
+from memo_pipeline.pipeline.submit import submit_partition
 from memo_pipeline_tests.conftest import EXAMPLES
 
 DAY = "2026-11-23"
@@ -150,9 +154,10 @@ def test_extraction_costs_reports_and_warns_on_a_low_cache_hit_rate(runtime, mem
     (materialization,) = result.asset_materializations_for_node("extraction_costs")
     metadata = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
 
-    # 8 contacts share a cached prefix (1 write, 7 reads); the document's prefix is too short.
+    # 8 contacts share a cached prefix (1 write, 7 reads); the document's prefix is too short to
+    # be cached, so it is left out of the rate.
     assert metadata["requests"] == 9
-    assert metadata["cache_hit_rate"] == pytest.approx(7 / 9)
+    assert metadata["cache_hit_rate"] == pytest.approx(7 / 8)
     assert 0.3 < metadata["ratio"] < 0.5
     assert metadata["unpriced_requests"] == 0
     assert "| local | offline-heuristic-1 | batch | 9 |" in metadata["by_provider_model_path"]
@@ -168,3 +173,25 @@ def test_extraction_costs_reports_and_warns_on_a_low_cache_hit_rate(runtime, mem
     _, strict = _materialize_costs(example_day, memo, min_cache_hit_rate=0.9)
     assert not strict.passed and strict.severity is AssetCheckSeverity.WARN
     assert strict.metadata["min_cache_hit_rate"].value == 0.9
+
+
+def test_the_cache_hit_rate_leaves_out_priming_requests(runtime, tmp_path: Path):
+    settings = dataclasses.replace(
+        runtime.settings, provider_overrides={"local": {"prime_cache": True}}
+    )
+    registry = ProviderRegistry(settings)
+    with runtime.connection() as conn:
+        land(settings, conn, load(EXAMPLES, "jsonl"), "examples")
+        load_partition(settings, conn, runtime.orgs, DAY)
+        plan_partition(conn, registry, runtime.orgs, DAY)
+        first = submit_partition(conn, registry, runtime.orgs, DAY)
+        assert first.held_for_priming == 7 and len(first.jobs) == 2  # the primer, the document
+        collect_partition(conn, registry, runtime.orgs, DAY, resubmit=False)
+        # What is answered so far could not read the cache: no rate, rather than 0%.
+        assert cost_report(conn, registry, settings.prices, [DAY], tmp_path).cache_hit_rate is None
+
+        collect_partition(conn, registry, runtime.orgs, DAY)  # submits the seven held back
+        collect_partition(conn, registry, runtime.orgs, DAY, resubmit=False)
+        report = cost_report(conn, registry, settings.prices, [DAY], tmp_path)
+    # The local provider's cache lasts one job: the second job's first request writes again.
+    assert report.summary.total.requests == 9 and report.cache_hit_rate == pytest.approx(6 / 7)

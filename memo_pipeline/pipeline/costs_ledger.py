@@ -368,8 +368,8 @@ def request_forecast_usd(
 class CostReport:
     """Costs of a set of partition days, as the ``extraction_costs`` asset shows them.
 
-    ``cache_hit_rate`` is the share of provider-answered requests (reused answers left out)
-    that read their prefix from the cache; None when no provider answered.
+    ``cache_hit_rate`` is the share of the requests that could read their prefix from the cache
+    that did (``cache_reads``); None when there were none.
     """
 
     days: tuple[str, ...]
@@ -386,6 +386,38 @@ class CostReport:
         return f"![realised vs sync counterfactual](data:image/png;base64,{encoded})"
 
 
+def cache_reads(
+    conn: psycopg.Connection, registry: ProviderRegistry, days: Sequence[str]
+) -> tuple[int, int]:
+    """(requests that read their prefix from the cache, requests that could have) of ``days``.
+
+    Could have: answered by a provider (not a reused answer), not in a cache-priming job (whose
+    request is there to write the prefix), and with a prefix estimate at or above the model's
+    cacheable minimum (a shorter prefix is never cached).
+    """
+    rows = conn.execute(
+        "select q.provider, q.model, q.est_prefix_tokens as prefix, count(*) as requests, "
+        "count(*) filter (where r.cache_read_tokens > 0) as reading "
+        "from request_results r join extraction_requests q using (request_id) "
+        "left join provider_jobs j on j.job_key = r.job_key "
+        "where q.partition_day = any(%s::date[]) and q.path <> 'reused' "
+        "and not coalesce(j.is_priming, false) group by 1, 2, 3",
+        (list(days),),
+    ).fetchall()
+    reading = requests = 0
+    for row in rows:
+        if (
+            row["reading"]
+            or row["prefix"]
+            >= limits_from_config(
+                registry.config(row["provider"]), row["model"]
+            ).min_cacheable_tokens
+        ):
+            reading += row["reading"]
+            requests += row["requests"]
+    return reading, requests
+
+
 def cost_report(
     conn: psycopg.Connection,
     registry: ProviderRegistry,
@@ -396,9 +428,7 @@ def cost_report(
     """Totals per provider, model and path and per day, the day's forecast beside its realised
     cost, and a PNG chart written to ``reports_dir`` (named after the days)."""
     summary = cost_totals(conn, days, by=("provider", "model", "path"))
-    answered = [g for g in summary.groups if g.key[-1] != "reused"]
-    requests = sum(g.requests for g in answered)
-    reading = sum(g.requests_with_cache_read for g in answered)
+    reading, requests = cache_reads(conn, registry, days)
     forecasts: dict[str, Decimal] = {}
     for day in days:
         groups = forecast_items(planned_items(conn, day), registry, prices)
