@@ -118,6 +118,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"MEMO_HOME={settings.memo_home}")
     print("Open the Dagster UI with: make ui   (then http://127.0.0.1:3000)")
     if not report.ok:
+        for day, reasons in report.waiting.items():
+            for reason in reasons[:5]:
+                log.error("%s: %s", day, reason)
         log.error(
             "failed runs: %s; incomplete days: %s", report.failed_runs, report.incomplete_days
         )

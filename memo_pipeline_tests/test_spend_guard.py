@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -28,6 +29,8 @@ from memo_pipeline.costs import cache_write_usage, request_cost
 from memo_pipeline.definitions import defs
 from memo_pipeline.defs.partitions import ingest_days
 from memo_pipeline.defs.resources import _RUNTIMES, MemoResource, MemoRuntime
+from memo_pipeline.defs.runner import run_bulk
+from memo_pipeline.ingest.loaders import LoadOptions
 from memo_pipeline.pipeline.collect import collect_partition
 from memo_pipeline.pipeline.costs_ledger import request_forecast_usd, spent_on
 from memo_pipeline.pipeline.plan import plan_partition
@@ -37,6 +40,7 @@ from memo_pipeline.pipeline.submit import submit_partition
 from memo_pipeline.records import ContentRecord
 from memo_pipeline.schema.collections import load_org
 from memo_pipeline.tokens import expected_output_tokens
+from memo_pipeline_tests.conftest import EXAMPLES
 
 DAY = "2026-11-30"
 OTHER_DAY = "2026-11-29"
@@ -221,3 +225,16 @@ def test_a_daily_budget_that_is_not_a_usd_amount_names_the_file_and_field(tmp_pa
     with pytest.raises(ConfigError, match=problem) as raised:
         load_org(path)
     assert str(raised.value).startswith(f"{path}: daily_budget_usd: ")
+
+
+def test_a_run_whose_work_is_held_stops_waiting_and_says_why(tight_budget_memo, monkeypatch):
+    # ``run_bulk`` points DAGSTER_HOME and MEMO_HOME at its home; the monkeypatch puts them back.
+    for name in ("DAGSTER_HOME", "MEMO_HOME", "MEMO_DAGSTER_PG_URL"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    rt = tight_budget_memo.runtime
+    report = run_bulk(rt.settings, EXAMPLES, "jsonl", LoadOptions(), timeout_seconds=1800)
+    assert not report.failed_runs and report.incomplete_days == report.days
+    # Not the timeout: it saw that nothing in flight could complete a day, and said why.
+    assert sorted(report.waiting) == report.days
+    for day, reasons in report.waiting.items():
+        assert reasons and all(" pending: " in r and "held: forecast" in r for r in reasons), day

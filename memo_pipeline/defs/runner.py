@@ -3,8 +3,10 @@
 This is what ``make run`` calls. It lands the input, adds one partition per day, then runs the
 same Dagster jobs the UI runs, in-process and recorded in the instance under ``$MEMO_HOME``:
 ``bulk_submit_job`` for each day, then the sensor's own logic (poll the open jobs, find days whose
-jobs have all ended) and ``bulk_collect_job`` for each ready day, until every day is complete or
-the timeout passes. Nothing here waits inside an asset: the loop is the sensor's, run eagerly.
+jobs have all ended) and ``bulk_collect_job`` for each ready day, until every day is complete,
+nothing is left in flight that could complete one (no provider job open or uncollected: the rest
+is held by the daily budget or waits below a job minimum), or the timeout passes. Nothing here
+waits inside an asset: the loop is the sensor's, run eagerly.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 from dagster import DagsterInstance
 
 from memo_pipeline.config import Settings
@@ -35,6 +38,8 @@ class RunReport:
     load_errors: int = 0
     failed_runs: list[str] = field(default_factory=list)
     incomplete_days: list[str] = field(default_factory=list)
+    # Why the incomplete days' remaining requests wait: day -> "<count> <reason>" lines.
+    waiting: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -90,6 +95,29 @@ def _execute(
     return failed
 
 
+def _in_flight(conn: psycopg.Connection) -> bool:
+    """Whether any provider job is still open or ended and uncollected (in any day: a priming
+    job of one day can hold back requests of another)."""
+    return conn.execute(
+        "select exists (select 1 from provider_jobs where status in ('intent', 'submitted') "
+        "or (status in ('ended', 'failed') and collected_at is null)) as busy"
+    ).fetchone()["busy"]
+
+
+def _waiting(conn: psycopg.Connection, days: list[str]) -> dict[str, list[str]]:
+    """Per day, how many requests are still pending and why (the spend guard's message, a job
+    minimum)."""
+    waiting: dict[str, list[str]] = {}
+    for row in conn.execute(
+        "select partition_day::text as day, coalesce(reason, 'no reason recorded') as reason, "
+        "count(*) as n from extraction_requests where partition_day = any(%s::date[]) "
+        "and status = 'pending' group by 1, 2 order by 1, 3 desc",
+        (days,),
+    ):
+        waiting.setdefault(row["day"], []).append(f"{row['n']} pending: {row['reason']}")
+    return waiting
+
+
 def run_bulk(
     settings: Settings,
     data: Path,
@@ -120,11 +148,10 @@ def run_bulk(
     instance = DagsterInstance.get()
     known = set(instance.get_dynamic_partitions(ingest_days.name))
     instance.add_dynamic_partitions(ingest_days.name, [d for d in report.days if d not in known])
-    report.failed_runs += [
-        f"bulk_submit_job {d}" for d in _execute("bulk_submit_job", report.days, memo, instance)
-    ]
+    unsubmitted = _execute("bulk_submit_job", report.days, memo, instance)
+    report.failed_runs += [f"bulk_submit_job {d}" for d in unsubmitted]
 
-    pending = set(report.days)
+    pending = set(report.days) - set(unsubmitted)
     deadline = time.monotonic() + timeout_seconds
     while pending and time.monotonic() < deadline:
         with runtime.connection() as conn:
@@ -143,6 +170,10 @@ def run_bulk(
             pending.discard(day)
         ready += released
         if not ready and pending:
+            with runtime.connection() as conn:
+                if not _in_flight(conn):
+                    report.waiting = _waiting(conn, sorted(pending))
+                    break
             time.sleep(poll_interval)
     # Days whose answers arrived without a job (sync remainders) still need Stage 2.
     with runtime.connection() as conn:
