@@ -14,6 +14,7 @@ Plain Python: no Dagster, no database, no network, no environment reads.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date
@@ -568,13 +569,17 @@ def forecast(
     min_cacheable_tokens: int,
     cache_ttl: str,
     cache_hit_rate: float = 1.0,
+    sync_below: int = 0,
 ) -> Forecast:
     """Estimate what ``requests`` cost under sync, async, bulk and bulk with caching.
 
     ``sync`` and ``async`` both call the synchronous API with no cache (the counterfactual);
     ``bulk`` is batch rates with no cache; ``bulk_cached`` is batch rates with one cache write
     per prefix and reads after it, each read landing with probability ``cache_hit_rate``
-    (1.0 is the floor; Anthropic quotes 30-98% in batches, providers.md §2.7).
+    (1.0 is the floor; Anthropic quotes 30-98% in batches, providers.md §2.7). A prefix with
+    fewer than ``sync_below`` requests is below the provider's job minimum and goes through the
+    sync API (``remainder_policy: sync``): in both bulk modes it is priced at sync rates with no
+    cache, and a warning says so.
 
     Args:
         requests: ``(prefix_key, prefix_tokens, record_tokens, est_output_tokens)`` each.
@@ -594,20 +599,23 @@ def forecast(
     if not 0.0 <= cache_hit_rate <= 1.0:
         raise ValueError(f"cache_hit_rate must be within [0, 1], not {cache_hit_rate}")
 
+    per_prefix = Counter(key for key, *_ in requests)
+    small = {key for key, count in per_prefix.items() if count < sync_below}
+    batched = [r for r in requests if r[0] not in small]
+    remainder = _uncached_cost([r for r in requests if r[0] in small], price, "sync")
     sync = _uncached_cost(requests, price, "sync")
     costs = {
         "sync": sync,
         "async": sync,
-        "bulk": _uncached_cost(requests, price, "batch"),
-        "bulk_cached": _cached_cost(
-            requests, price, cache_ttl, min_cacheable_tokens, cache_hit_rate
-        ),
+        "bulk": _uncached_cost(batched, price, "batch") + remainder,
+        "bulk_cached": _cached_cost(batched, price, cache_ttl, min_cacheable_tokens, cache_hit_rate)
+        + remainder,
     }
     modes = {
         mode: ModeForecast(
             mode=mode,
             cost_usd=cost,
-            window=COMPLETION_WINDOWS[mode],
+            window=COMPLETION_WINDOWS[mode if batched or mode in ("sync", "async") else "sync"],
             ratio_to_sync=float(cost / sync) if sync else None,
         )
         for mode, cost in costs.items()
@@ -622,6 +630,10 @@ def forecast(
         f"prefix {key} is {tokens} tokens, below the {min_cacheable_tokens}-token minimum "
         f"for {model}: it will not be cached"
         for key, tokens in sorted(short_prefixes.items())
+    ) + tuple(
+        f"prefix {key} has {per_prefix[key]} request(s), below {provider}'s {sync_below}-request "
+        "job minimum: they go through the sync API at sync rates, in both bulk modes too"
+        for key in sorted(small)
     )
     return Forecast(
         provider=provider,

@@ -412,6 +412,26 @@ def test_forecast_warns_below_minimum_and_does_not_cache() -> None:
         forecast(requests, "openai", "gpt-6-luna", price, 1024, "30m")
 
 
+def test_forecast_prices_prefixes_below_the_job_minimum_as_sync_calls() -> None:
+    few, many = [("few", 3000, 1000, 300)] * 40, [("many", 3000, 1000, 300)] * 100
+    price = PRICES.rate("bedrock", "us.anthropic.claude-haiku-5-5-v1:0")
+    model = "us.anthropic.claude-haiku-5-5-v1:0"
+    mixed = forecast(few + many, "bedrock", model, price, 1024, "1h", sync_below=100)
+    batch_only = forecast(many, "bedrock", model, price, 1024, "1h")
+    sync_only = forecast(few, "bedrock", model, price, 1024, "1h")
+    for mode in ("bulk", "bulk_cached"):
+        assert mixed.cost(mode) == batch_only.cost(mode) + sync_only.cost("sync")
+    assert mixed.modes["bulk"].window == "1-24 h"
+    assert mixed.warnings == (
+        "prefix few has 40 request(s), below bedrock's 100-request job minimum: they go "
+        "through the sync API at sync rates, in both bulk modes too",
+    )
+    # Nothing left to batch: the bulk modes are sync calls, answered in seconds.
+    alone = forecast(few, "bedrock", model, price, 1024, "1h", sync_below=100)
+    assert alone.cost("bulk_cached") == alone.cost("sync")
+    assert alone.modes["bulk_cached"].window == "seconds"
+
+
 @pytest.mark.parametrize(
     ("forecast_usd", "spent", "budget", "allowed", "message"),
     [

@@ -300,10 +300,17 @@ def forecast_items(
     for (day, org, provider, model), requests in sorted(groups.items()):
         config = registry.config(provider)
         ttl = str(config.get("cache_ttl", "1h"))
-        minimum = limits_from_config(config, model).min_cacheable_tokens
+        limits = limits_from_config(config, model)
+        minimum = limits.min_cacheable_tokens
+        # As the claim step routes them: a prefix's requests below the job minimum go sync,
+        # unless the provider is set to let them wait for more.
+        sync_below = (
+            limits.min_requests_per_batch if config.get("remainder_policy", "sync") == "sync" else 0
+        )
         try:
             price = prices.rate(provider, model)
-            result, error = forecast(requests, provider, model, price, minimum, ttl), None
+            result = forecast(requests, provider, model, price, minimum, ttl, sync_below=sync_below)
+            error = None
         except PriceNotFound as exc:
             result, error = None, str(exc)
         out.append(GroupForecast(day, org, provider, model, ttl, minimum, result, error))
