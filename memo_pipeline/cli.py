@@ -66,10 +66,18 @@ def _input_options(parser: argparse.ArgumentParser) -> None:
     """The options that say what to load and how to date it (run, forecast)."""
     from memo_pipeline.ingest.loaders import FORMATS
 
-    parser.add_argument("--format", default="jsonl", choices=FORMATS)
+    parser.add_argument(
+        "--format", default="jsonl", choices=FORMATS, help="input format (default: %(default)s)"
+    )
     parser.add_argument("--provider", default=None, help="route every org to this provider")
-    parser.add_argument("--org", default="acme")
-    parser.add_argument("--collection", default=None)
+    parser.add_argument(
+        "--org", default="acme", help="org of records that name none (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--collection",
+        default=None,
+        help="collection of records that name none (default: the format's own)",
+    )
     parser.add_argument(
         "--start-date", type=_iso_date, default=None, help="date for undated input (YYYY-MM-DD)"
     )
@@ -197,7 +205,9 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         if org is None or item.collection not in org.collections:
             errors += 1
             log.warning(
-                "not forecast: record %s: unknown org/collection %s/%s",
+                "not forecast: %s%s: record %s: unknown org/collection %s/%s",
+                item.source,
+                f":{item.source_line}" if item.source_line else "",
                 item.source_id,
                 item.org,
                 item.collection,
@@ -540,15 +550,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="load input and run every day through the bulk path")
-    run.add_argument("--data", default="examples/input")
+    run.add_argument(
+        "--data", default="examples/input", help="input file or folder (default: %(default)s)"
+    )
     _input_options(run)
-    run.add_argument("--timeout", type=float, default=3600)
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=3600,
+        help="seconds to wait for provider jobs before giving up (default: %(default)s)",
+    )
     run.set_defaults(func=cmd_run)
 
     forecast = sub.add_parser(
         "forecast", help="estimate what extracting the input costs in each mode (no database)"
     )
-    forecast.add_argument("--data", required=True)
+    forecast.add_argument("--data", required=True, help="input file or folder")
     _input_options(forecast)
     forecast.set_defaults(func=cmd_forecast)
 

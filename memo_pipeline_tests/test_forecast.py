@@ -65,6 +65,9 @@ def test_forecast_command_needs_no_database(tmp_path: Path, monkeypatch, capsys)
     assert first["windows"]["bulk"] == "1-24 h" and 0.5 < first["cacheable_share"] < 1
     # The documents collection's prefix is below the 1,024-token minimum: said, and not cached.
     assert "acme-documents" in first["warnings"][0] and "will not be cached" in table
+    # Said once for the four days it applies to.
+    assert table.count("acme-documents") == 1
+    assert "- warning: 4 days from 2026-11-23 to 2026-11-26 acme: prefix acme-documents" in table
     assert table.startswith("| day | org | provider/model | requests |")
 
 

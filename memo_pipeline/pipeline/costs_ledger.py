@@ -248,14 +248,15 @@ FORECAST_COLUMNS += ["sync", "async", "bulk", "bulk + cache", "bulk + cache / sy
 
 
 def forecast_markdown(forecasts: Sequence[GroupForecast]) -> str:
-    """A markdown table, one row per forecast, then its warnings and errors as a list."""
+    """A markdown table, one row per forecast, then its warnings and errors as a list, each
+    once with the days it applies to."""
     lines = ["| " + " | ".join(FORECAST_COLUMNS) + " |", "|" + "---|" * len(FORECAST_COLUMNS)]
-    notes = []
+    notes: dict[str, list[str]] = defaultdict(list)
     for g in forecasts:
         head = [g.day, g.org, f"{g.provider}/{g.model}"]
         if g.forecast is None:
             lines.append("| " + " | ".join(head + ["–"] * (len(FORECAST_COLUMNS) - 3)) + " |")
-            notes.append(f"{g.day} {g.org}: {g.error}")
+            notes[f"{g.org}: {g.error}"].append(g.day)
             continue
         f = g.forecast
         ratio = f.modes["bulk_cached"].ratio_to_sync
@@ -268,11 +269,22 @@ def forecast_markdown(forecasts: Sequence[GroupForecast]) -> str:
             f.modes["bulk_cached"].window,
         ]
         lines.append("| " + " | ".join(cells) + " |")
-        notes += [f"{g.day} {g.org}: {w}" for w in f.warnings]
+        for warning in f.warnings:
+            notes[f"{g.org}: {warning}"].append(g.day)
     text = "\n".join(lines) + "\n"
     if notes:
-        text += "\n" + "\n".join(f"- warning: {n}" for n in notes) + "\n"
+        text += "\n" + "\n".join(
+            f"- warning: {_days_label(days)} {note}" for note, days in notes.items()
+        )
+        text += "\n"
     return text
+
+
+def _days_label(days: Sequence[str]) -> str:
+    """``2026-11-23``; ``2026-11-24, 2026-11-26``; ``52 days from 2024-01-02 to 2024-03-01``."""
+    if len(days) <= 3:
+        return ", ".join(sorted(days))
+    return f"{len(days)} days from {min(days)} to {max(days)}"
 
 
 def planned_request(item: PlannedItem) -> PlannedRequest:
