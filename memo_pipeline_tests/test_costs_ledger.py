@@ -117,10 +117,13 @@ def test_batch_and_sync_outcomes_are_priced_at_the_path_they_took(runtime):
     sync = [r for r in rows if not r["job_key"]]
     assert len(batch) == 6 and len(sync) == 3
     assert all(r["realised_usd"] < r["counterfactual_usd"] for r in batch)
-    # Each lone sync call pays list price and writes its prefix to a cache nobody reads: a little
-    # dearer than the counterfactual, never cheaper.
-    assert all(r["cache_read_tokens"] == 0 and r["cache_write_1h_tokens"] > 0 for r in sync)
-    assert all(r["realised_usd"] > r["counterfactual_usd"] for r in sync)
+    # Sync calls pay list price. The first writes the prefix to the cache, a little dearer than
+    # its counterfactual; the two after it read the prefix and cost less than theirs.
+    writers = [r for r in sync if r["cache_write_1h_tokens"] > 0]
+    readers = [r for r in sync if r["cache_read_tokens"] > 0]
+    assert len(writers) == 1 and len(readers) == 2 and not writers[0]["cache_read_tokens"]
+    assert writers[0]["realised_usd"] > writers[0]["counterfactual_usd"]
+    assert all(r["realised_usd"] < r["counterfactual_usd"] for r in readers)
 
     with runtime.connection() as conn:
         routed = conn.execute(
@@ -131,7 +134,7 @@ def test_batch_and_sync_outcomes_are_priced_at_the_path_they_took(runtime):
         by_day = cost_totals(conn, DAY, by=("day", "provider", "model"))
     assert set(by_path) == {("batch",), ("sync",)}
     assert by_path[("batch",)].realised_usd == sum(r["realised_usd"] for r in batch)
-    assert by_path[("sync",)].ratio > 1.0
+    assert by_path[("sync",)].ratio > by_path[("batch",)].ratio
     assert [g.key for g in by_day.groups] == [(DAY, "local", "offline-heuristic-1")]
     assert by_day.total.requests == 6
     # Five of the six read the prefix written by the first one in the job.

@@ -5,12 +5,14 @@ time, so a job submitted by one process (a Dagster run) can be polled and collec
 (the sensor, a later run). A job ends ``delay_seconds`` after submission (zero in tests). Answers
 come from the deterministic heuristic extractor in ``extractor.py``. Usage is estimated from the
 prompt text so that cost figures have the same shape as a real provider's; the local provider
-models a warm cache (the prefix is read from cache after the first request of a prefix).
+models a warm cache: the prefix is read from cache after the first request of a prefix, within
+a job, and for sync calls within the adapter's lifetime (one process).
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
@@ -47,6 +49,9 @@ class LocalProvider(Provider):
         self.model = model
         self.root = staging_dir / "local"
         self.delay_seconds = delay_seconds
+        # Prefixes a sync call has written: later sync calls read them (calls come from threads).
+        self._sync_prefixes: set[str] = set()
+        self._sync_lock = threading.Lock()
 
     def _job_dir(self, job_id: str) -> Path:
         return self.root / job_id
@@ -137,7 +142,7 @@ class LocalProvider(Provider):
     ) -> RequestOutcome:
         answer = answer_for_prompt(prompt)
         total = estimate_tokens(prompt)
-        prefix_hash = hashlib.sha256(prompt[: prompt.rfind("<record>")].encode()).hexdigest()
+        prefix_hash = _prefix_hash(prompt)
         cached = prefix_tokens >= self.limits.min_cacheable_tokens
         first = prefix_hash not in seen
         seen.add(prefix_hash)
@@ -160,6 +165,15 @@ class LocalProvider(Provider):
 
     def call_sync(self, request: ProviderRequest) -> RequestOutcome:
         prefix_tokens = estimate_tokens(request.prompt.static_prefix)
+        key = _prefix_hash(request.prompt.text)
+        with self._sync_lock:
+            seen = {key} if key in self._sync_prefixes else set()
+            self._sync_prefixes.add(key)
         return self._answer(
-            request.request_id, request.prompt.text, prefix_tokens, set(), tier="standard"
+            request.request_id, request.prompt.text, prefix_tokens, seen, tier="standard"
         )
+
+
+def _prefix_hash(prompt: str) -> str:
+    """What a cache entry is keyed on: the prompt up to its record part."""
+    return hashlib.sha256(prompt[: prompt.rfind("<record>")].encode()).hexdigest()
