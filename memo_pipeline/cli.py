@@ -157,6 +157,42 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_costs(args: argparse.Namespace) -> int:
+    from memo_pipeline.costs import cost_markdown
+    from memo_pipeline.defs.resources import MemoRuntime
+    from memo_pipeline.pipeline.costs_ledger import DIMENSIONS, cost_totals
+
+    by = [name.strip() for name in args.by.split(",") if name.strip()]
+    unknown = [name for name in by if name not in DIMENSIONS]
+    if unknown:
+        log.error("--by %s: choose from %s", ",".join(unknown), ", ".join(sorted(DIMENSIONS)))
+        return 2
+    runtime = MemoRuntime(Settings.from_env())
+    with runtime.connection() as conn:
+        summary = cost_totals(conn, args.day.isoformat() if args.day else None, by=by)
+    if not args.json:
+        print(cost_markdown(summary), end="")
+        return 0
+
+    def row(totals) -> dict[str, object]:
+        return {
+            "requests": totals.requests,
+            "realised_usd": str(totals.realised_usd),
+            "counterfactual_usd": str(totals.counterfactual_usd),
+            "saving_usd": str(totals.saving_usd),
+            "ratio": totals.ratio,
+            "requests_reading_cache": totals.requests_with_cache_read,
+            "prompt_tokens": totals.prompt_tokens,
+            "cache_read_tokens": totals.cache_read_tokens,
+            "cache_write_tokens": totals.cache_write_tokens,
+            "output_tokens": totals.output_tokens,
+        }
+
+    groups = [{**dict(zip(summary.by, g.key, strict=True)), **row(g)} for g in summary.groups]
+    print(json.dumps({"groups": groups, "total": row(summary.total)}, indent=2))
+    return 0
+
+
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     from memo_pipeline.defs.resources import MemoRuntime
 
@@ -571,6 +607,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     stats = sub.add_parser("stats", help="per-day counts as JSON")
     stats.set_defaults(func=cmd_stats)
+
+    costs = sub.add_parser(
+        "costs",
+        help="the cost ledger's totals: realised USD beside the sync counterfactual, per group",
+    )
+    costs.add_argument(
+        "--day", type=_iso_date, default=None, help="one partition day (default: all)"
+    )
+    costs.add_argument(
+        "--by",
+        default="day,provider,model",
+        help="comma-separated: day, org, collection, provider, model, path "
+        "(default: %(default)s; empty for the total alone)",
+    )
+    costs.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON on stdout: the groups and the total (USD as exact strings)",
+    )
+    costs.set_defaults(func=cmd_costs)
 
     entities = sub.add_parser("entities", help="current entities (all orgs, or --org)")
     entities.add_argument("--org", default=None)

@@ -1,6 +1,6 @@
 """Forecasts before anything is paid and the cost report after: ``memo-pipeline forecast`` on the
 example input without a database, its errors (a bad prices file, an unknown provider, nothing
-to forecast) as one line and a non-zero exit, forecasts of a provider/model without a price, the forecast in
+to forecast) as one line and a non-zero exit, ``memo-pipeline costs`` against the ledger, forecasts of a provider/model without a price, the forecast in
 the ``extraction_requests`` metadata, and the ``extraction_costs`` asset (table, chart embedded
 as a data URI and saved under $MEMO_HOME/reports, the non-blocking cache hit rate check at its
 default and at a configured threshold, leaving out requests that could not read the cache) on the real embedded PostgreSQL with the local provider.
@@ -30,6 +30,7 @@ from memo_pipeline.pipeline.collect import collect_partition
 from memo_pipeline.pipeline.costs_ledger import (
     PlannedItem,
     cost_report,
+    cost_totals,
     forecast_items,
     forecast_markdown,
 )
@@ -198,3 +199,21 @@ def test_the_cache_hit_rate_leaves_out_priming_requests(runtime, tmp_path: Path)
         report = cost_report(conn, registry, settings.prices, [DAY], tmp_path)
     # The local provider's cache lasts one job: the second job's first request writes again.
     assert report.summary.total.requests == 9 and report.cache_hit_rate == pytest.approx(6 / 7)
+
+
+def test_costs_command_prints_the_ledger_totals(runtime, example_day, monkeypatch, capsys):
+    monkeypatch.setenv("MEMO_HOME", str(runtime.settings.memo_home))
+    assert main(["costs", "--day", DAY, "--by", "provider,path", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    with runtime.connection() as conn:
+        expected = cost_totals(conn, DAY, by=("provider", "path"))
+    ((group, totals),) = zip(report["groups"], expected.groups, strict=True)
+    assert (group["provider"], group["path"], group["requests"]) == ("local", "batch", 9)
+    assert Decimal(group["realised_usd"]) == totals.realised_usd
+    assert Decimal(report["total"]["counterfactual_usd"]) == expected.total.counterfactual_usd
+    assert report["total"]["requests_reading_cache"] == 7
+
+    assert main(["costs", "--by", "day"]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("| day | requests | realised |") and f"| {DAY} | 9 |" in table
+    assert main(["costs", "--by", "vendor"]) == 2
