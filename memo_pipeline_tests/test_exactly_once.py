@@ -223,3 +223,39 @@ def test_cache_reads_on_a_500_record_day_after_priming(runtime, emulator, emu):
     assert len(after_priming) == 499
     share = sum(r["cache_read_tokens"] > 0 for r in after_priming) / len(after_priming)
     assert share >= 0.95, share
+
+
+def test_each_days_submission_commits_before_the_next_day_is_claimed(runtime):
+    # ``provider_batches`` submits a range of days on one connection. Each day's claims and
+    # submitted jobs must be committed when its submission returns: inside one long transaction
+    # they were savepoints, and a later day's failure rolled back the record of jobs the
+    # provider had already taken (their requests were then claimed and paid for again).
+    settings = runtime.settings
+    registry = ProviderRegistry(settings)
+    earlier = "2026-11-29"
+    moved = [
+        r.model_copy(
+            update={"source_id": f"{r.source_id}-early", "source_ts": r.source_ts.replace(day=29)}
+        )
+        for r in records(4)
+    ]
+    with runtime.connection() as conn:
+        land(settings, conn, iter(records(4) + moved), "generated")
+        for day in (earlier, DAY):
+            load_partition(settings, conn, settings.orgs, day)
+            plan_partition(conn, registry, settings.orgs, day)
+        for day in (earlier, DAY):
+            assert submit_partition(conn, registry, settings.orgs, day).submitted_requests == 4
+        with runtime.connection() as other:
+            seen = other.execute(
+                "select partition_day::text as day, status from provider_jobs order by 1"
+            ).fetchall()
+        assert [(r["day"], r["status"]) for r in seen] == [
+            (earlier, "submitted"),
+            (DAY, "submitted"),
+        ]
+        # A caller that left a transaction open is refused rather than made a savepoint of.
+        conn.execute("select 1")
+        with pytest.raises(RuntimeError, match="needs a connection with no transaction open"):
+            submit_partition(conn, registry, settings.orgs, DAY)
+        conn.rollback()

@@ -216,6 +216,7 @@ def test_deadlines_pull_bulk_work_into_the_sync_path(intake_runtime):
             r["record_id"]: r
             for r in conn.execute("select * from extraction_requests order by request_id")
         }
+        conn.commit()
         submitted = submit_partition(conn, rt.registry, rt.orgs, _today())
         view = event_view(conn, "acme", relaxed.event_id)
     pulled = rows[relaxed.record_ids[0]]

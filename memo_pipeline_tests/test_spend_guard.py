@@ -73,11 +73,13 @@ def with_budget(orgs, usd: float | None):
 
 
 def request_rows(conn, day: str):
-    return conn.execute(
+    rows = conn.execute(
         "select status, job_key, reason, forecast_usd from extraction_requests "
         "where partition_day = %s",
         (day,),
     ).fetchall()
+    conn.commit()  # submit_partition refuses a connection with a transaction open
+    return rows
 
 
 def test_work_over_the_budget_is_held_until_the_budget_is_raised(runtime):
@@ -96,6 +98,7 @@ def test_work_over_the_budget_is_held_until_the_budget_is_raised(runtime):
         assert {r["reason"] for r in rows} == {message}
         assert conn.execute("select count(*) as n from provider_jobs").fetchone()["n"] == 0
         assert spent_on(conn, "acme", today) == 0
+        conn.commit()
 
         submitted = submit_partition(conn, runtime.registry, with_budget(runtime.orgs, 1.0), DAY)
         rows = request_rows(conn, DAY)
@@ -121,6 +124,7 @@ def test_spend_counts_against_the_utc_day_and_the_next_day_frees_it(runtime):
         first = submit_partition(conn, runtime.registry, with_budget(runtime.orgs, None), DAY)
         assert first.submitted_requests == 6 and not first.budget_messages
         one_day = spent_on(conn, "acme", today)
+        conn.commit()
         # Room for one more day's work, not two: the second day is held today...
         orgs = with_budget(runtime.orgs, float(one_day * Decimal("1.5")))
         second = submit_partition(conn, runtime.registry, orgs, OTHER_DAY, today=today)

@@ -147,11 +147,12 @@ def collect_partition(
     # A run started by hand (not by the sensor) still sees jobs that ended since the last tick.
     poll_open_jobs(conn, registry, limit=1000, day=day)
     prices = registry.settings.prices
-    jobs = conn.execute(
-        "select * from provider_jobs where partition_day = %s and status in ('ended', 'failed') "
-        "and collected_at is null order by job_key",
-        (day,),
-    ).fetchall()
+    with conn.transaction():  # leaves none open: each job below commits on its own
+        jobs = conn.execute(
+            "select * from provider_jobs where partition_day = %s "
+            "and status in ('ended', 'failed') and collected_at is null order by job_key",
+            (day,),
+        ).fetchall()
     for job in jobs:
         with conn.transaction():
             if (

@@ -384,14 +384,15 @@ def submit_intents(
     summary: SubmitSummary,
 ) -> None:
     """Submit every intent of the day that has no job id yet, at most once each."""
-    keys = [
-        r["job_key"]
-        for r in conn.execute(
-            "select job_key from provider_jobs where partition_day = %s and status = 'intent' "
-            "order by created_at, job_key",
-            (day,),
-        )
-    ]
+    with conn.transaction():  # leaves none open: each job below is a transaction of its own
+        keys = [
+            r["job_key"]
+            for r in conn.execute(
+                "select job_key from provider_jobs where partition_day = %s "
+                "and status = 'intent' order by created_at, job_key",
+                (day,),
+            )
+        ]
     for key in keys:
         with conn.transaction():
             job = conn.execute(
@@ -454,10 +455,26 @@ def submit_partition(
     day: str,
     today: date | None = None,
 ) -> SubmitSummary:
+    require_no_transaction(conn, "submit_partition")
     summary = SubmitSummary(day=day)
     claim_pending(conn, registry, orgs, day, summary, today)
     submit_intents(conn, registry, orgs, day, summary)
     return summary
+
+
+def require_no_transaction(conn: psycopg.Connection, caller: str) -> None:
+    """Refuse a connection inside a transaction: each claim and each submitted job must commit
+    on its own before the provider is called (inside an open transaction they would be mere
+    savepoints, and a later failure would roll back the record of a job the provider took).
+
+    Raises:
+        RuntimeError: a transaction is open on ``conn``.
+    """
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise RuntimeError(
+            f"{caller} needs a connection with no transaction open (commit or roll back first): "
+            "its claims must commit before the provider is called"
+        )
 
 
 def released_days(conn: psycopg.Connection) -> list[dict[str, Any]]:
