@@ -269,7 +269,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         for mode in ("sync", "async", "bulk", "bulk_cached")
     }
     if not items:
-        log.error("nothing to forecast: none of %d input item(s) could be read", errors)
+        log.error("nothing to forecast: no record could be forecast (%d problem(s) above)", errors)
         return 1
     print(forecast_markdown(forecasts))
     print(

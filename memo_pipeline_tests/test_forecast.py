@@ -1,9 +1,10 @@
 """Forecasts before anything is paid and the cost report after: ``memo-pipeline forecast`` on the
-example input without a database, its errors (a bad prices file, an unknown provider, nothing
-to forecast) as one line and a non-zero exit, ``memo-pipeline costs`` against the ledger, forecasts of a provider/model without a price, the forecast in
-the ``extraction_requests`` metadata, and the ``extraction_costs`` asset (table, chart embedded
-as a data URI and saved under $MEMO_HOME/reports, the non-blocking cache hit rate check at its
-default and at a configured threshold, leaving out requests that could not read the cache) on the real embedded PostgreSQL with the local provider.
+example input without a database, its errors (a bad prices file, an unknown provider, nothing to
+forecast) as one line and a non-zero exit, ``memo-pipeline costs`` against the ledger, forecasts of
+a provider/model without a price, the forecast in the ``extraction_requests`` metadata, and the
+``extraction_costs`` asset (table, chart embedded as a data URI and saved under $MEMO_HOME/reports,
+the non-blocking cache hit rate check at its default and at a configured threshold, leaving out
+requests that could not read the cache) on the real embedded PostgreSQL with the local provider.
 
 Leaves out: the forecast arithmetic (test_costs) and how close the token estimate is to reported
 usage (measured by benchmarks/cost.py, figures in the README).

@@ -15,6 +15,7 @@ Leaves out: HTTP details (test_api.py), webhook delivery rules (test_webhooks.py
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -368,10 +369,31 @@ def test_the_daily_budget_holds_sync_calls_until_it_is_raised(intake_runtime):
     assert view["status"] == "submitted"
     assert [h["detail"] for h in view["history"] if h["status"] == "held"] == [message]
 
+    # When the sensor takes held work up again, new work still goes first.
+    content, address = email("Lea Berg")
+    fresh = accept(
+        rt,
+        config,
+        dataclasses.replace(
+            write,
+            org="beta",
+            identifier=address,
+            documents=[DocumentIn(content, source_ts=SOURCE_TS)],
+        ),
+    )
+    one_slot = fast_config(async_batch_size=1, async_max_runs_per_tick=1)
+    with rt.connection() as conn:
+        later = datetime.now(UTC) + timedelta(hours=1)
+        assert claim_sync_work(conn, one_slot, later) == [[fresh.event_id]]
+        assert claim_sync_work(conn, one_slot, later) == [[accepted.event_id]]
+
     rt.orgs["acme"] = acme  # no budget: the next run makes the call
     done = process_events(rt, config, [accepted.event_id])
     assert done.calls == 1 and done.held == [] and done.stored == [accepted.event_id]
     with rt.connection() as conn:
-        request = conn.execute("select status, forecast_usd from extraction_requests").fetchone()
+        request = conn.execute(
+            "select status, forecast_usd from extraction_requests where record_id = %s",
+            (accepted.record_ids[0],),
+        ).fetchone()
         assert event_view(conn, "acme", accepted.event_id)["status"] == "stored"
     assert request["status"] == "succeeded" and request["forecast_usd"] > 0

@@ -194,7 +194,10 @@ def test_a_held_primer_holds_the_requests_waiting_for_it(runtime):
         rows = request_rows(conn, DAY)
         assert held.held_for_budget == 6 and held.held_for_priming == 0 and not held.jobs
         (message,) = held.budget_messages
-        assert message.startswith(f"6 local requests of {DAY} held: forecast $0.00")
+        assert message.startswith(
+            f"6 local requests of {DAY} (a 1-request cache-priming job and 5 waiting for it) "
+            "held: forecast $0.00"
+        )
         assert {r["reason"] for r in rows} == {message}
 
         primed = submit_partition(conn, registry, with_budget(runtime.orgs, 1.0), DAY)
@@ -242,3 +245,44 @@ def test_a_run_whose_work_is_held_stops_waiting_and_says_why(tight_budget_memo, 
     assert sorted(report.waiting) == report.days
     for day, reasons in report.waiting.items():
         assert reasons and all(" pending: " in r and "held: forecast" in r for r in reasons), day
+
+
+def test_a_run_stops_when_the_budget_holds_what_a_priming_job_released(runtime, monkeypatch):
+    # Priming on: each day's first request is claimed alone, then the budget (room for about
+    # one day) holds the rest it released. Those days stay released, and submitting them again
+    # changes nothing: the run must see that and stop, saying why.
+    for name in ("DAGSTER_HOME", "MEMO_HOME", "MEMO_DAGSTER_PG_URL"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    settings = dataclasses.replace(
+        runtime.settings, provider_overrides={"local": {"prime_cache": True}}
+    )
+    monkeypatch.setitem(settings.__dict__, "orgs", with_budget(runtime.orgs, 0.002))
+    key = (str(settings.memo_home.resolve()), 0.0)
+    monkeypatch.setitem(_RUNTIMES, key, MemoRuntime(settings))
+    report = run_bulk(settings, EXAMPLES, "jsonl", LoadOptions(), timeout_seconds=1800)
+    assert report.waiting, "the run waited for its timeout"
+    held = [r for reasons in report.waiting.values() for r in reasons]
+    assert held and all("held: forecast" in r for r in held)
+
+
+def test_work_waiting_below_a_job_minimum_says_so_until_it_is_claimed(runtime):
+    plan_days(runtime, DAY)
+    waiting = ProviderRegistry(
+        dataclasses.replace(
+            runtime.settings,
+            provider_overrides={
+                "local": {"min_requests_per_batch": 100, "remainder_policy": "wait"}
+            },
+        )
+    )
+    with runtime.connection() as conn:
+        first = submit_partition(conn, waiting, runtime.orgs, DAY)
+        rows = request_rows(conn, DAY)
+        assert first.waiting_below_minimum == 6 and not first.jobs
+        assert {r["reason"] for r in rows} == {
+            "6 requests are below the 100-request batch minimum of local: waiting for more "
+            "(remainder_policy: wait)"
+        }
+        second = submit_partition(conn, runtime.registry, runtime.orgs, DAY)
+        rows = request_rows(conn, DAY)
+    assert second.submitted_requests == 6 and all(r["reason"] is None for r in rows)

@@ -168,13 +168,15 @@ def run_bulk(
         for day in _execute("bulk_submit_job", released, memo, instance):
             report.failed_runs.append(f"bulk_submit_job {day}")
             pending.discard(day)
-        ready += released
         if not ready and pending:
+            # A released day's submission is progress only if it put a job in flight: the
+            # budget may hold what the priming job released, and the day stays released.
             with runtime.connection() as conn:
                 if not _in_flight(conn):
                     report.waiting = _waiting(conn, sorted(pending))
                     break
-            time.sleep(poll_interval)
+            if not released:
+                time.sleep(poll_interval)
     # Days whose answers arrived without a job (sync remainders) still need Stage 2.
     with runtime.connection() as conn:
         unapplied = [

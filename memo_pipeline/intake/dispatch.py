@@ -67,7 +67,9 @@ def claim_sync_work(
             "     or escalated_at is not null) "
             "and ((status = 'accepted' and (execution_mode <> 'sync' or created_at < %s)) "
             "     or (status <> 'accepted' and updated_at < %s)) "
-            "order by created_at, event_id limit %s for update skip locked",
+            # New work first: events taken up again (a budget hold, a stalled run) must not
+            # crowd it out of a tick's slots.
+            "order by status <> 'accepted', created_at, event_id limit %s for update skip locked",
             (list(FINISHED), stale, stale, limit),
         ).fetchall()
         for row in rows:

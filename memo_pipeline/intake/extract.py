@@ -10,8 +10,8 @@ invalid or failed answers get new attempts (repairs) like the batch path's, up t
 Before each call the org's daily budget is checked as the bulk path checks it
 (``pipeline.submit.check_budget``): a call it would exceed is not made, the event's history says
 why, and the event stays open until the sensor takes it up again (``stale_after_seconds``) after
-the budget is raised or the UTC day has turned. Then Stage 2 stores the partition days touched (``pipeline.store.store_partition``), and the
-events are finalized.
+the budget is raised or the UTC day has turned. Then Stage 2 stores the partition days touched
+(``pipeline.store.store_partition``), and the events are finalized.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ class RecordResult:
     event_id: str
     record_id: str
     day: str
-    status: str  # succeeded | dead
+    status: str  # succeeded | dead | held (by the daily budget) | error
     error: str | None = None
     calls: int = 0
     ledger_note: str | None = None

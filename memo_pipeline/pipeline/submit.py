@@ -42,8 +42,11 @@ log = logging.getLogger(__name__)
 REQUEST_OVERHEAD_BYTES = 4096
 PRIME_TTL = timedelta(minutes=55)
 CRASH_HOOK = "MEMO_TEST_CRASH"
-# The spend guard's reasons ("6 openai requests of 2026-11-30 held: forecast ..."), as SQL LIKE.
-BUDGET_HOLD_LIKE = "% held: %"
+# Why a pending request is not claimed yet, as the claim step writes it; cleared when a later
+# claim takes the request. The spend guard's reason ("6 openai requests of 2026-11-30 held:
+# forecast ...") and a remainder's that waits for more work, as SQL LIKE patterns.
+WAITING_FOR_MORE = "waiting for more (remainder_policy: wait)"
+WAITING_LIKE = ["% held: %", f"%{WAITING_FOR_MORE}"]
 
 
 @dataclass
@@ -143,12 +146,12 @@ def _claim(
         (key, provider.name, model, day, priming, len(request_ids), size),
     )
     conn.execute(
-        # A budget hold that has since been lifted is no longer the request's reason.
+        # Why it waited (a budget hold since lifted, too few requests) is no longer its reason.
         "update extraction_requests q set job_key = %s, forecast_usd = v.usd, updated_at = now(), "
-        "reason = case when q.reason like %s then null else q.reason end "
+        "reason = case when q.reason like any(%s) then null else q.reason end "
         "from unnest(%b::text[], %b::numeric[]) as v(id, usd) "
         "where q.request_id = v.id and q.status = 'pending'",
-        (key, BUDGET_HOLD_LIKE, list(request_ids), list(forecasts)),
+        (key, WAITING_LIKE, list(request_ids), list(forecasts)),
         prepare=False,  # see outcomes.write_outcomes
     )
     if priming:
@@ -266,8 +269,15 @@ def _within_budget(
     costs, message = check_budget(conn, budget, rows, path)
     if message is None:
         return costs
-    held = rows if held is None else held
-    message = f"{len(held)} {rows[0]['provider']} requests of {rows[0]['partition_day']} {message}"
+    what = f"{rows[0]['provider']} requests of {rows[0]['partition_day']}"
+    if held is None or len(held) == len(rows):
+        held, what = rows, f"{len(rows)} {what}"
+    else:
+        what = (
+            f"{len(held)} {what} (a {len(rows)}-request cache-priming job and "
+            f"{len(held) - len(rows)} waiting for it)"
+        )
+    message = f"{what} {message}"
     log.warning("%s", message)
     summary.held_for_budget += len(held)
     summary.budget_messages.append(message)
@@ -330,6 +340,14 @@ def claim_pending(
             if len(group) < minimum:
                 if config.get("remainder_policy", "sync") == "wait":
                     summary.waiting_below_minimum += len(group)
+                    conn.execute(
+                        "update extraction_requests set reason = %s where request_id = any(%s)",
+                        (
+                            f"{len(group)} requests are below the {minimum}-request batch "
+                            f"minimum of {provider_name}: {WAITING_FOR_MORE}",
+                            [r["request_id"] for r in group],
+                        ),
+                    )
                     continue
                 costs = _within_budget(conn, budget, group, "sync", summary)
                 if costs is None:
