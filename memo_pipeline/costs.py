@@ -701,6 +701,14 @@ class SpendGuard:
                 f"{format_usd(after)} for {day}; no daily budget is set",
             )
         budget = Decimal(str(budget_usd))
+        if forecast_d > budget:
+            # No day can fit it: waiting would hold it for ever.
+            return Decision(
+                False,
+                f"held: forecast {format_usd(forecast_d)} alone is more than org {org}'s "
+                f"{format_usd(budget)} daily budget for {day}, so no day can take it; raise "
+                "daily_budget_usd",
+            )
         if after > budget:
             return Decision(
                 False,

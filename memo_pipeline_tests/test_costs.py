@@ -436,6 +436,14 @@ def test_forecast_prices_prefixes_below_the_job_minimum_as_sync_calls() -> None:
     ("forecast_usd", "spent", "budget", "allowed", "message"),
     [
         (
+            Decimal("12"),
+            Decimal("0"),
+            10.0,
+            False,
+            "held: forecast $12.00 alone is more than org acme's $10.00 daily budget for "
+            "2026-11-24, so no day can take it; raise daily_budget_usd",
+        ),
+        (
             Decimal("3.5"),
             Decimal("8"),
             10.0,

@@ -361,7 +361,7 @@ def test_the_daily_budget_holds_sync_calls_until_it_is_raised(intake_runtime):
     assert held.calls == 0 and held.stored == [] and held.failed == []
     (message,) = held.held
     assert message.startswith(f"record {accepted.record_ids[0]} not sent to local: held:")
-    assert "of its $0.00 daily budget" in message
+    assert "more than org acme's $0.00 daily budget" in message
     with rt.connection() as conn:
         view = event_view(conn, "acme", accepted.event_id)
         results = conn.execute("select count(*) as n from request_results").fetchone()["n"]

@@ -93,8 +93,9 @@ def test_work_over_the_budget_is_held_until_the_budget_is_raised(runtime):
         assert all(r["forecast_usd"] is None for r in rows)
         (message,) = held.budget_messages
         assert message.startswith(f"6 local requests of {DAY} held: forecast $0.00")
-        assert "of its $0.0005 daily budget" in message
-        assert "raise daily_budget_usd or wait for the next day" in message
+        # The day's six cost more than a whole day's budget: waiting would not help.
+        assert "more than org acme's $0.0005 daily budget" in message
+        assert message.endswith("so no day can take it; raise daily_budget_usd")
         assert {r["reason"] for r in rows} == {message}
         assert conn.execute("select count(*) as n from provider_jobs").fetchone()["n"] == 0
         assert spent_on(conn, "acme", today) == 0

@@ -196,8 +196,11 @@ def _budget_hold(
     budget = Budget.of(runtime.registry, runtime.orgs, datetime.now(UTC).date())
     costs, message = check_budget(conn, budget, [row], "sync")
     if message is None:
+        # A request still in a job (escalated after submission) keeps the batch's forecast,
+        # which is what its job committed.
         conn.execute(
-            "update extraction_requests set forecast_usd = %s where request_id = %s",
+            "update extraction_requests set forecast_usd = %s where request_id = %s "
+            "and job_key is null",
             (costs[0], row["request_id"]),
         )
         return None

@@ -207,8 +207,10 @@ class Budget:
 
     @classmethod
     def of(cls, registry: ProviderRegistry, orgs: dict[str, OrgSpec], today: date) -> Budget:
+        # The lifetime the adapters and the forecast assume when a provider names none.
         ttls = {
-            name: conf.get("cache_ttl") for name, conf in registry.settings.providers_config.items()
+            name: str(conf.get("cache_ttl", "1h"))
+            for name, conf in registry.settings.providers_config.items()
         }
         return cls(orgs, registry.settings.prices, today, ttls)
 
