@@ -1,6 +1,7 @@
 """Money paths through the real SDKs and the provider emulator: a process killed between the
 provider call and the ledger update, two submitters racing, injected faults ending stored or
-dead-lettered, and cache reads after priming on a 500-record day. The stores are the real
+dead-lettered, cache reads after priming on a 500-record day, each day's submission committed on
+its own, and sync remainders called only after their routing commits. The stores are the real
 embedded PostgreSQL; Stage 2 writes are left to test_pipeline (here only the ledger matters)."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from memo_pipeline.pipeline.plan import plan_partition
 from memo_pipeline.pipeline.raw import land, load_partition
 from memo_pipeline.pipeline.registry import ProviderRegistry
 from memo_pipeline.pipeline.submit import CRASH_HOOK, submit_partition
+from memo_pipeline.providers.local import LocalProvider
 from memo_pipeline.records import ContentRecord
 from memo_pipeline_tests.emulator_fixtures import BUCKET, ROLE_ARN
 
@@ -259,3 +261,39 @@ def test_each_days_submission_commits_before_the_next_day_is_claimed(runtime):
         with pytest.raises(RuntimeError, match="needs a connection with no transaction open"):
             submit_partition(conn, registry, settings.orgs, DAY)
         conn.rollback()
+
+
+def test_sync_remainders_are_called_after_the_claim_commits_one_at_a_time(runtime, monkeypatch):
+    # A day below the job minimum goes through the sync API. Its routing commits before the
+    # first call and each answer commits on its own, so a failure part-way loses no answer the
+    # provider gave: the next submission calls only what is still unanswered.
+    settings = dataclasses.replace(
+        runtime.settings, provider_overrides={"local": {"min_requests_per_batch": 50}}
+    )
+    registry = ProviderRegistry(settings)
+    calls: list[str] = []
+    real_call = LocalProvider.call_sync
+
+    def second_call_fails(self, request):
+        calls.append(request.request_id)
+        if len(calls) == 2:
+            raise RuntimeError("connection reset")
+        return real_call(self, request)
+
+    monkeypatch.setattr(LocalProvider, "call_sync", second_call_fails)
+    prepare_day(runtime, settings, 3)
+    with runtime.connection() as conn:
+        with pytest.raises(RuntimeError, match="connection reset"):
+            submit_partition(conn, registry, settings.orgs, DAY)
+        conn.rollback()
+        rows = conn.execute("select path, status from extraction_requests").fetchall()
+        conn.commit()
+        assert [r["path"] for r in rows] == ["sync"] * 3
+        assert sorted(r["status"] for r in rows) == ["pending", "pending", "succeeded"]
+
+        again = submit_partition(conn, registry, settings.orgs, DAY)
+        results = conn.execute("select count(distinct request_id) as n from request_results")
+        assert results.fetchone()["n"] == 3
+    assert again.sync_requests == 2
+    # The first request was called once; the failed one again, with the third.
+    assert len(calls) == 4 and len(set(calls)) == 3 and calls[1] == calls[2]

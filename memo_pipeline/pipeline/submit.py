@@ -4,7 +4,9 @@ Exactly once: requests are claimed into a job by writing its intent row (a deter
 over the exact request set) and committing, before the provider is called. The call happens while
 holding a row lock on the intent; a second submitter blocks on the lock and then sees the job id.
 An intent left without a job id by a crash is reconciled first: the provider is asked whether a
-job for that key exists (``Provider.find_job``) and only if not is the batch submitted.
+job for that key exists (``Provider.find_job``) and only if not is the batch submitted. A
+prefix's requests below the provider's job minimum are routed to the sync API in the claim and
+called after it commits, each under a lock of its own (``run_sync_remainders``).
 
 Spend guard: before requests are claimed (into a job or onto the sync path), their cost is
 forecast and added to what their org has spent or committed today (``costs_ledger.spent_on``);
@@ -174,24 +176,62 @@ def _stamp_forecasts(
     )
 
 
-def _run_sync(
+# The reason the claim step gives a remainder it routes to the sync path, as SQL LIKE: the sync
+# calls find their requests by it, in the same submission or, after a crash, in the next one.
+REMAINDER_LIKE = "% below the %-request batch minimum"
+
+
+def _route_to_sync(conn: psycopg.Connection, group: Sequence[dict[str, Any]], minimum: int) -> None:
+    reason = (
+        f"{len(group)} request{' is' if len(group) == 1 else 's are'} below "
+        f"the {minimum}-request batch minimum"
+    )
+    conn.execute(
+        "update extraction_requests set path = 'sync', reason = %s, updated_at = now() "
+        "where request_id = any(%s)",
+        (reason, [r["request_id"] for r in group]),
+    )
+
+
+def run_sync_remainders(
     conn: psycopg.Connection,
-    provider: Provider,
-    requests: Sequence[ProviderRequest],
-    rows: dict[str, dict[str, Any]],
+    registry: ProviderRegistry,
     orgs: dict[str, OrgSpec],
-    reason: str,
-    prices: PriceTable,
-) -> int:
-    for request in requests:
-        conn.execute(
-            "update extraction_requests set path = 'sync', reason = %s, updated_at = now() "
-            "where request_id = %s",
-            (reason, request.request_id),
-        )
-        outcome = provider.call_sync(request)
-        record_outcome(conn, outcome, rows[request.request_id], orgs, job_key=None, prices=prices)
-    return len(requests)
+    day: str,
+    summary: SubmitSummary,
+) -> None:
+    """Call the sync API for the day's requests the claim step routed there, one transaction
+    per request.
+
+    The routing is committed before any call, and each call happens under a lock on its
+    request, which is skipped unless still pending: a concurrent submission skips what another
+    is calling, and an answered request is never called again. A crash between a call and its
+    commit loses that one answer, which the next submission pays for again (a sync API takes no
+    idempotency key).
+    """
+    with conn.transaction():
+        ids = [
+            r["request_id"]
+            for r in conn.execute(
+                "select request_id from extraction_requests where partition_day = %s "
+                "and status = 'pending' and path = 'sync' and job_key is null "
+                "and reason like %s order by request_id",
+                (day, REMAINDER_LIKE),
+            )
+        ]
+    for rid in ids:
+        with conn.transaction():
+            row = conn.execute(
+                "select * from extraction_requests where request_id = %s and status = 'pending' "
+                "for update skip locked",
+                (rid,),
+            ).fetchone()
+            if row is None:
+                continue
+            provider = registry.get(row["provider"], row["model"])
+            outcome = provider.call_sync(build_requests(conn, orgs, [row])[0])
+            record_outcome(conn, outcome, row, orgs, job_key=None, prices=registry.settings.prices)
+        summary.sync_requests += 1
 
 
 @dataclass(frozen=True)
@@ -354,17 +394,9 @@ def claim_pending(
                 costs = _within_budget(conn, budget, group, "sync", summary)
                 if costs is None:
                     continue
+                # Called once this claim has committed (``run_sync_remainders``).
                 _stamp_forecasts(conn, group, costs)
-                summary.sync_requests += _run_sync(
-                    conn,
-                    provider,
-                    build_requests(conn, orgs, group),
-                    {r["request_id"]: r for r in group},
-                    orgs,
-                    f"{len(group)} request{' is' if len(group) == 1 else 's are'} below "
-                    f"the {minimum}-request batch minimum",
-                    budget.prices,
-                )
+                _route_to_sync(conn, group, minimum)
                 continue
             costs = _within_budget(conn, budget, group, "batch", summary)
             if costs is None:
@@ -478,6 +510,7 @@ def submit_partition(
     require_no_transaction(conn, "submit_partition")
     summary = SubmitSummary(day=day)
     claim_pending(conn, registry, orgs, day, summary, today)
+    run_sync_remainders(conn, registry, orgs, day, summary)
     submit_intents(conn, registry, orgs, day, summary)
     return summary
 
