@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -287,3 +289,41 @@ def test_work_waiting_below_a_job_minimum_says_so_until_it_is_claimed(runtime):
         second = submit_partition(conn, runtime.registry, runtime.orgs, DAY)
         rows = request_rows(conn, DAY)
     assert second.submitted_requests == 6 and all(r["reason"] is None for r in rows)
+
+
+def test_two_days_of_one_org_submitted_at_once_decide_one_after_the_other(runtime, monkeypatch):
+    # Room for one day. Each submission reads what the org spent, then pauses: without the
+    # org's budget lock both read nothing spent and both go; with it the second reads after
+    # the first committed its claim, and is held.
+    import memo_pipeline.pipeline.submit as submit
+
+    plan_days(runtime, DAY, OTHER_DAY)
+    with runtime.connection() as conn:
+        rows = conn.execute("select * from extraction_requests where partition_day = %s", (DAY,))
+        budget = submit.Budget.of(runtime.registry, runtime.orgs, datetime.now(UTC).date())
+        costs, _ = submit.check_budget(conn, budget, rows.fetchall(), "batch", lock=False)
+        conn.commit()
+    orgs = with_budget(runtime.orgs, float(sum(costs) * Decimal("1.5")))
+    real_spent_on = submit.spent_on
+
+    def slow_spent_on(conn, org, on):
+        spent = real_spent_on(conn, org, on)
+        time.sleep(0.5)
+        return spent
+
+    monkeypatch.setattr(submit, "spent_on", slow_spent_on)
+    out = {}
+
+    def run(day: str) -> None:
+        with runtime.connection() as conn:
+            out[day] = submit_partition(conn, runtime.registry, orgs, day)
+
+    threads = [threading.Thread(target=run, args=(day,)) for day in (DAY, OTHER_DAY)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted((s.submitted_requests, s.held_for_budget) for s in out.values()) == [
+        (0, 6),
+        (6, 0),
+    ]

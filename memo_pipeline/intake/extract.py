@@ -194,7 +194,9 @@ def _budget_hold(
     """The spend guard's message when the org's daily budget holds this request's sync call
     (written to the event's history), else None and its forecast stamped on the request."""
     budget = Budget.of(runtime.registry, runtime.orgs, datetime.now(UTC).date())
-    costs, message = check_budget(conn, budget, [row], "sync")
+    # No budget lock: this transaction goes on to call the provider, and a lock held across
+    # the call would queue every sync call of the org behind it.
+    costs, message = check_budget(conn, budget, [row], "sync", lock=False)
     if message is None:
         # A request still in a job (escalated after submission) keeps the batch's forecast,
         # which is what its job committed.

@@ -260,12 +260,19 @@ def check_budget(
     budget: Budget,
     rows: Sequence[dict[str, Any]],
     path: BillingPath,
+    *,
+    lock: bool = True,
 ) -> tuple[list[Decimal | None], None] | tuple[None, str]:
     """The spend guard on ledger rows of one org about to be sent on ``path``.
 
     Returns their forecast costs (to stamp on them) and None when the org's daily budget allows
     them, else None and the guard's message. Without a price the forecast is None, and the rows
     are held only if the org has a budget (it cannot be checked).
+
+    With ``lock`` (and a budget) the org's budget lock is taken for the rest of the caller's
+    transaction, so that two claims of one org (two days submitted at once) decide one after
+    the other, each seeing what the other committed. The caller must commit soon after: a
+    transaction that goes on to call a provider passes ``lock=False``.
     """
     org = budget.orgs[rows[0]["org_id"]]
     try:
@@ -287,6 +294,8 @@ def check_budget(
         return None, f"held: cannot check org {org.org}'s daily budget: {exc}"
     if org.daily_budget_usd is None:
         return costs, None
+    if lock:
+        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"memo budget {org.org}",))
     decision = SpendGuard.check(
         org.org,
         budget.today,
