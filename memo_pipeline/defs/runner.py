@@ -152,6 +152,7 @@ def run_bulk(
     report.failed_runs += [f"bulk_submit_job {d}" for d in unsubmitted]
 
     pending = set(report.days) - set(unsubmitted)
+    submitted: set[tuple[str, str]] = set()  # (day, priming job key) releases submitted
     deadline = time.monotonic() + timeout_seconds
     while pending and time.monotonic() < deadline:
         with runtime.connection() as conn:
@@ -163,14 +164,16 @@ def run_bulk(
         for day in _execute("bulk_collect_job", ready, memo, instance):
             report.failed_runs.append(f"bulk_collect_job {day}")
             pending.discard(day)
+        # Each release once, as the sensor keys its runs on the priming job: the budget may
+        # hold what a priming job released, and the day then stays released.
         with runtime.connection() as conn:
-            released = [r["day"] for r in released_days(conn)]
+            releases = {(r["day"], r["prime_key"]) for r in released_days(conn)} - submitted
+        submitted |= releases
+        released = sorted({day for day, _ in releases})
         for day in _execute("bulk_submit_job", released, memo, instance):
             report.failed_runs.append(f"bulk_submit_job {day}")
             pending.discard(day)
         if not ready and pending:
-            # A released day's submission is progress only if it put a job in flight: the
-            # budget may hold what the priming job released, and the day stays released.
             with runtime.connection() as conn:
                 if not _in_flight(conn):
                     report.waiting = _waiting(conn, sorted(pending))

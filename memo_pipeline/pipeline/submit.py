@@ -247,7 +247,7 @@ class Budget:
 
     @classmethod
     def of(cls, registry: ProviderRegistry, orgs: dict[str, OrgSpec], today: date) -> Budget:
-        # The lifetime the adapters and the forecast assume when a provider names none.
+        # The lifetime the forecast assumes when a provider names none.
         ttls = {
             name: str(conf.get("cache_ttl", "1h"))
             for name, conf in registry.settings.providers_config.items()
@@ -392,7 +392,8 @@ def claim_pending(
                 if config.get("remainder_policy", "sync") == "wait":
                     summary.waiting_below_minimum += len(group)
                     conn.execute(
-                        "update extraction_requests set reason = %s where request_id = any(%s)",
+                        "update extraction_requests set reason = %s, updated_at = now() "
+                        "where request_id = any(%s)",
                         (
                             f"{len(group)} requests are below the {minimum}-request batch "
                             f"minimum of {provider_name}: {WAITING_FOR_MORE}",
