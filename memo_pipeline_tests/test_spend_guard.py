@@ -38,6 +38,7 @@ from memo_pipeline.pipeline.costs_ledger import request_forecast_usd, spent_on
 from memo_pipeline.pipeline.plan import plan_partition
 from memo_pipeline.pipeline.raw import land, load_partition
 from memo_pipeline.pipeline.registry import ProviderRegistry
+from memo_pipeline.pipeline.stats import partition_stats
 from memo_pipeline.pipeline.submit import submit_partition
 from memo_pipeline.records import ContentRecord
 from memo_pipeline.schema.collections import load_org
@@ -248,6 +249,12 @@ def test_a_run_whose_work_is_held_stops_waiting_and_says_why(tight_budget_memo, 
     assert sorted(report.waiting) == report.days
     for day, reasons in report.waiting.items():
         assert reasons and all(" pending: " in r and "held: forecast" in r for r in reasons), day
+    # ``memo-pipeline stats`` counts what waits.
+    with rt.connection() as conn:
+        stats = partition_stats(conn, rt.vectors)
+    held = {day: sum(int(r.split()[0]) for r in reasons) for day, reasons in report.waiting.items()}
+    assert {day: stats[day]["waiting"] for day in report.days} == held
+    assert all(stats[day]["waiting"] > 0 for day in report.days)
 
 
 def test_a_run_stops_when_the_budget_holds_what_a_priming_job_released(runtime, monkeypatch):

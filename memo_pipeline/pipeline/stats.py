@@ -19,6 +19,8 @@ def partition_stats(conn: psycopg.Connection, vectors: VectorStore) -> dict[str,
             {
                 "records": 0,
                 "requests": 0,
+                # Pending in no job: held by the budget, for a priming job or for more work.
+                "waiting": 0,
                 "jobs": {},
                 "memories": 0,
                 "vectors": 0,
@@ -39,6 +41,11 @@ def partition_stats(conn: psycopg.Connection, vectors: VectorStore) -> dict[str,
         "select partition_day::text as day, count(*) as n from extraction_requests group by 1"
     ):
         day_entry(row["day"])["requests"] = row["n"]
+    for row in conn.execute(
+        "select partition_day::text as day, count(*) as n from extraction_requests "
+        "where status = 'pending' and job_key is null group by 1"
+    ):
+        day_entry(row["day"])["waiting"] = row["n"]
     for row in conn.execute(
         "select partition_day::text as day, status, count(*) as n from provider_jobs group by 1, 2"
     ):
