@@ -176,11 +176,13 @@ def test_stats_json_is_stable(runtime, memo, instance, capsys):
     assert set(parsed[days[0]]) == {
         "records",
         "requests",
+        "waiting",
         "jobs",
         "memories",
         "vectors",
         "dead_letters",
     }
+    assert parsed[days[0]]["waiting"] == 0  # every request of the collected day is answered
     assert date.fromisoformat(days[0])
 
 
