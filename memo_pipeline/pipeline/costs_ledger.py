@@ -42,7 +42,12 @@ from memo_pipeline.costs import (
     request_cost,
     sync_counterfactual,
 )
-from memo_pipeline.pipeline.registry import ProviderRegistry, limits_from_config
+from memo_pipeline.pipeline.registry import (
+    ProviderRegistry,
+    cache_ttl_of,
+    limits_from_config,
+    remainders_wait,
+)
 from memo_pipeline.providers.base import Usage
 from memo_pipeline.tokens import expected_output_tokens
 
@@ -311,14 +316,12 @@ def forecast_items(
     out = []
     for (day, org, provider, model), requests in sorted(groups.items()):
         config = registry.config(provider)
-        ttl = str(config.get("cache_ttl", "1h"))
+        ttl = cache_ttl_of(config)
         limits = limits_from_config(config, model)
         minimum = limits.min_cacheable_tokens
         # As the claim step routes them: a prefix's requests below the job minimum go sync,
         # unless the provider is set to let them wait for more.
-        sync_below = (
-            limits.min_requests_per_batch if config.get("remainder_policy", "sync") == "sync" else 0
-        )
+        sync_below = 0 if remainders_wait(config) else limits.min_requests_per_batch
         try:
             price = prices.rate(provider, model)
             result = forecast(requests, provider, model, price, minimum, ttl, sync_below=sync_below)
@@ -425,13 +428,8 @@ def cache_reads(
     ).fetchall()
     reading = requests = 0
     for row in rows:
-        if (
-            row["reading"]
-            or row["prefix"]
-            >= limits_from_config(
-                registry.config(row["provider"]), row["model"]
-            ).min_cacheable_tokens
-        ):
+        limits = limits_from_config(registry.config(row["provider"]), row["model"])
+        if row["reading"] or row["prefix"] >= limits.min_cacheable_tokens:
             reading += row["reading"]
             requests += row["requests"]
     return reading, requests

@@ -27,6 +27,17 @@ def limits_from_config(config: dict[str, Any], model: str) -> ProviderLimits:
     )
 
 
+def remainders_wait(config: dict[str, Any]) -> bool:
+    """Whether requests below the provider's job minimum wait for more (``remainder_policy:
+    wait``) rather than go through the sync API (``sync``, the default, and anything else)."""
+    return config.get("remainder_policy", "sync") == "wait"
+
+
+def cache_ttl_of(config: dict[str, Any]) -> str:
+    """The cache-write lifetime the cost figures assume for the provider (``1h`` if unnamed)."""
+    return str(config.get("cache_ttl", "1h"))
+
+
 class ProviderRegistry:
     def __init__(self, settings: Settings, local_delay_seconds: float = 0.0) -> None:
         self.settings = settings

@@ -33,7 +33,7 @@ from memo_pipeline.pipeline.costs_ledger import request_forecast_usd, spent_on
 from memo_pipeline.pipeline.ids import job_key as make_job_key
 from memo_pipeline.pipeline.outcomes import record_outcome
 from memo_pipeline.pipeline.plan import prompt_content, record_from_row
-from memo_pipeline.pipeline.registry import ProviderRegistry
+from memo_pipeline.pipeline.registry import ProviderRegistry, cache_ttl_of, remainders_wait
 from memo_pipeline.prompts.render import render
 from memo_pipeline.providers.base import Provider, ProviderLimits, ProviderRequest
 from memo_pipeline.schema.collections import OrgSpec
@@ -247,10 +247,8 @@ class Budget:
 
     @classmethod
     def of(cls, registry: ProviderRegistry, orgs: dict[str, OrgSpec], today: date) -> Budget:
-        # The lifetime the forecast assumes when a provider names none.
         ttls = {
-            name: str(conf.get("cache_ttl", "1h"))
-            for name, conf in registry.settings.providers_config.items()
+            name: cache_ttl_of(conf) for name, conf in registry.settings.providers_config.items()
         }
         return cls(orgs, registry.settings.prices, today, ttls)
 
@@ -389,7 +387,7 @@ def claim_pending(
                         summary.held_for_priming += len(group) - primer
                     continue
             if len(group) < minimum:
-                if config.get("remainder_policy", "sync") == "wait":
+                if remainders_wait(config):
                     summary.waiting_below_minimum += len(group)
                     conn.execute(
                         "update extraction_requests set reason = %s, updated_at = now() "
